@@ -1,0 +1,1 @@
+"""Example apps wrapped by zerodown; importable as ``examples.starlette_app:app`` etc."""

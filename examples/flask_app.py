@@ -1,0 +1,35 @@
+"""A Flask app wrapped by zerodown.
+
+gunicorn -k gthread --threads 8 examples.flask_app:app
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, jsonify, request
+
+import zerodown
+from examples._common import RELEASE, sleep_ms
+
+app = Flask(__name__)
+app.wsgi_app = zerodown.WSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+
+
+@app.get("/")
+def index() -> Response:
+    response = jsonify(hello="world")
+    response.headers["X-Release"] = RELEASE
+    return response
+
+
+@app.get("/slow")
+def slow() -> tuple[Response, int] | Response:
+    try:
+        ms = sleep_ms(request.args.get("ms"))
+    except ValueError as error:
+        return jsonify(error=str(error)), 400
+    time.sleep(ms / 1000)
+    response = jsonify(slept_ms=ms)
+    response.headers["X-Release"] = RELEASE
+    return response

@@ -1,0 +1,234 @@
+"""The test bed: real servers on loopback, each started on a free port and stopped by PID.
+
+Later suites reuse it through the fixtures in conftest.py.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from zerodown._haproxy import Backend, HAProxy, HealthCheck, start_haproxy
+from zerodown._load import LoadPlan, LoadRun, start_load
+from zerodown._procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_http
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Instance:
+    """One app server process listening on ``port``."""
+
+    process: ManagedProcess
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+
+@dataclass
+class Service:
+    """A backing service (redis-server, PostgreSQL)."""
+
+    process: ManagedProcess
+    port: int
+    url: str
+
+
+def app_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of an app under test: ours without stray ``ZERODOWN_*`` settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZERODOWN_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+class ProcessGroup:
+    """Everything one test starts; :meth:`stop_all` stops each process by its PID."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.processes: list[ManagedProcess] = []
+        self._count = 0
+
+    def _log(self, name: str) -> Path:
+        self._count += 1
+        return self.workdir / f"{self._count:02d}-{name}.log"
+
+    def _track(self, process: ManagedProcess) -> ManagedProcess:
+        self.processes.append(process)
+        return process
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+    ) -> ManagedProcess:
+        return self._track(start_process(name, argv, log_path=self._log(name), env=env, cwd=REPO))
+
+    def uvicorn(
+        self,
+        app: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        ready_path: str = "/livez",
+    ) -> Instance:
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(port)]
+        # Above HAProxy's idle pool lifetime, as the docs advise for any proxy.
+        argv += ["--timeout-keep-alive", "30", *args]
+        process = self.start("uvicorn", argv, app_environment(env))
+        wait_for_http(f"http://{LOOPBACK}:{port}{ready_path}", timeout=20, process=process)
+        return Instance(process, port)
+
+    def gunicorn(
+        self,
+        app: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        ready_path: str = "/livez",
+    ) -> Instance:
+        port = free_port()
+        argv = [sys.executable, "-m", "gunicorn", app, "--bind", f"{LOOPBACK}:{port}"]
+        # One control socket path is shared by every master on a host (reference/baseline.md).
+        argv += ["--no-control-socket", *args]
+        process = self.start("gunicorn", argv, app_environment(env))
+        wait_for_http(f"http://{LOOPBACK}:{port}{ready_path}", timeout=30, process=process)
+        return Instance(process, port)
+
+    def haproxy(
+        self,
+        instances: Sequence[Instance],
+        *,
+        check: HealthCheck | None = None,
+        retries: int = 0,
+    ) -> HAProxy:
+        backends = [Backend(f"s{i}", instance.port) for i, instance in enumerate(instances)]
+        self._count += 1
+        proxy = start_haproxy(
+            backends,
+            workdir=self.workdir / f"{self._count:02d}-haproxy",
+            check=check,
+            retries=retries,
+        )
+        self._track(proxy.process)
+        proxy.wait_for_states({backend.name: "UP" for backend in backends})
+        return proxy
+
+    def load(self, plan: LoadPlan) -> LoadRun:
+        self._count += 1
+        run = start_load(plan, workdir=self.workdir / f"{self._count:02d}-k6")
+        self._track(run.process)
+        return run
+
+    def redis(self) -> Service:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server is missing: run `bash scripts/zd setup`")
+        port = free_port()
+        data = self.workdir / f"redis-{port}"
+        data.mkdir()
+        argv = [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly"]
+        argv += ["no", "--dir", str(data)]
+        process = self.start("redis", argv)
+        _wait_for_port_owner(process, port)
+        return Service(process, port, f"redis://{LOOPBACK}:{port}/0")
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            if process.returncode is None:
+                process.stop(timeout=10)
+
+
+def _wait_for_port_owner(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise RuntimeError(f"{process.name} exited early:\n{process.log_text()[-4000:]}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{process.name} did not listen on {port} in {timeout}s")
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
+
+
+def _postgres_bin() -> Path:
+    found = shutil.which("initdb")
+    if found is not None:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
+    if not candidates:
+        raise FileNotFoundError("PostgreSQL's initdb is missing: run `bash scripts/zd setup`")
+    return Path(candidates[-1]).parent
+
+
+def _version_key(path: str) -> int:
+    version = Path(path).parents[1].name
+    return int(version) if version.isdigit() else 0
+
+
+def start_postgres(processes: list[ManagedProcess]) -> Service:
+    """initdb + postgres in a fresh directory; as the ``postgres`` user when run as root.
+
+    PostgreSQL refuses to run as root, and a pytest temp dir is private to root, so the
+    data lives in its own directory handed to that user.
+    """
+    bin_dir = _postgres_bin()
+    user = "postgres" if os.geteuid() == 0 else None
+    root = Path(tempfile.mkdtemp(prefix="zerodown-pg-"))
+    if user is not None:
+        shutil.chown(root, user)
+    data = root / "data"
+    subprocess.run(
+        [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+        user=user,
+    )
+    port = free_port()
+    argv = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root)]
+    argv += ["-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off"]
+    log = root / "postgres.log"
+    with log.open("ab") as out:
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, user=user
+        )
+    process = ManagedProcess("postgres", popen, log)
+    processes.append(process)
+    _wait_for_port_owner(process, port)
+    ready = [str(bin_dir / "pg_isready"), "-h", LOOPBACK, "-p", str(port), "-t", "1"]
+    deadline = time.monotonic() + 15
+    while subprocess.run(ready, capture_output=True, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"PostgreSQL did not accept connections:\n{process.log_text()}")
+        time.sleep(0.1)
+    return Service(process, port, f"postgresql://postgres@{LOOPBACK}:{port}/postgres")
+
+
+__all__ = [
+    "REPO",
+    "HealthCheck",
+    "Instance",
+    "LoadPlan",
+    "ProcessGroup",
+    "Service",
+    "app_environment",
+    "start_postgres",
+]

@@ -1,0 +1,25 @@
+"""zerodown: rotate WSGI and ASGI apps with zero failed requests and no lost sessions."""
+
+from __future__ import annotations
+
+from ._asgi import ASGIMiddleware
+from ._errors import ConfigurationError, ZerodownError
+from ._lifecycle import Lifecycle, Phase, get_lifecycle
+from ._probes import ProbePaths
+from ._settings import Settings
+from ._wsgi import WSGIMiddleware
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ASGIMiddleware",
+    "ConfigurationError",
+    "Lifecycle",
+    "Phase",
+    "ProbePaths",
+    "Settings",
+    "WSGIMiddleware",
+    "ZerodownError",
+    "__version__",
+    "get_lifecycle",
+]

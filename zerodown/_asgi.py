@@ -1,0 +1,148 @@
+"""The ASGI middleware: probes, in-flight counting, ``Connection: close`` and the lifespan."""
+
+from __future__ import annotations
+
+import logging
+
+from ._lifecycle import Lifecycle, get_lifecycle
+from ._probes import Probe, ProbePaths, answer_probe
+from ._signals import install_signal_relay
+from ._types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("zerodown")
+
+
+class ASGIMiddleware:
+    """Wrap an ASGI app so that it can be rotated without failed requests.
+
+    ``app = zerodown.ASGIMiddleware(app)`` or ``app.add_middleware(zerodown.ASGIMiddleware)``.
+    The probe paths are answered here and never reach the app. On the server's lifespan
+    startup it installs the delayed SIGTERM handling (``handle_signals=False`` leaves
+    signals alone, for servers whose stop is driven from elsewhere).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        lifecycle: Lifecycle | None = None,
+        probe_paths: ProbePaths | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        self.app = app
+        self.lifecycle = lifecycle or get_lifecycle()
+        self._probes = (probe_paths or ProbePaths()).table()
+        self._handle_signals = handle_signals
+        self._lifespan_seen = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lifecycle = self.lifecycle
+        if lifecycle.settings.disabled:
+            await self.app(scope, receive, send)
+            return
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if not self._lifespan_seen:
+            self._serving_without_lifespan()
+        if kind == "http":
+            probe = self._probes.get(scope["path"])
+            if probe is not None:
+                await self._answer_probe(probe, scope, send)
+                return
+            send = _closing_when_draining(send, lifecycle)
+        elif kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        token = lifecycle.request_started()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            lifecycle.request_finished(token)
+
+    async def _answer_probe(self, probe: Probe, scope: Scope, send: Send) -> None:
+        answer = answer_probe(probe, scope["method"], self.lifecycle)
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+
+    def _serving_without_lifespan(self) -> None:
+        # Servers run the lifespan startup before they serve, so a request arriving first
+        # means this server runs none: the app is as started as it will get.
+        self._lifespan_seen = True
+        logger.warning(
+            "zerodown: the server runs no ASGI lifespan, so zerodown cannot hold SIGTERM back; "
+            "enable lifespan (uvicorn --lifespan on) or use the gunicorn hooks"
+        )
+        self.lifecycle.mark_ready()
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._lifespan_seen = True
+        startup_received = False
+        startup_answered = False
+
+        async def receive_lifespan() -> Message:
+            nonlocal startup_received
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                startup_received = True
+            elif message["type"] == "lifespan.shutdown":
+                # Our callbacks were registered inside the app's lifespan, so they end first.
+                await self.lifecycle.shutdown()
+            return message
+
+        async def send_lifespan(message: Message) -> None:
+            nonlocal startup_answered
+            if message["type"] == "lifespan.startup.complete":
+                startup_answered = True
+                self._started()
+            elif message["type"] == "lifespan.startup.failed":
+                startup_answered = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive_lifespan, send_lifespan)
+        except Exception:
+            if startup_answered:
+                raise
+            logger.info(
+                "zerodown: the app does not speak lifespan; zerodown answers it", exc_info=True
+            )
+        if startup_answered:
+            return
+        # The app raised on, or ignored, the lifespan scope: speak the protocol for it.
+        if not startup_received:
+            await receive()
+        self._started()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await self.lifecycle.shutdown()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def _started(self) -> None:
+        if self._handle_signals:
+            install_signal_relay(self.lifecycle)
+        self.lifecycle.mark_ready()
+
+
+def _closing_when_draining(send: Send, lifecycle: Lifecycle) -> Send:
+    """Add ``connection: close`` to a response started while draining.
+
+    Retiring each kept-alive connection after a complete response moves pooled clients and
+    proxies to another instance without the race of closing an idle connection.
+    """
+
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start" and lifecycle.is_draining:
+            headers = [
+                (name, value)
+                for name, value in message.get("headers", ())
+                if name.lower() != b"connection"
+            ]
+            headers.append((b"connection", b"close"))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_closing

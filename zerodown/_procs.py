@@ -1,0 +1,136 @@
+"""Starting, watching and stopping local processes by PID (rehearsals and the test bed)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback address that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ManagedProcess:
+    """A child process with its output in a log file, stopped by its PID."""
+
+    def __init__(self, name: str, popen: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def send_signal(self, signum: int) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.pid, signum)
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, or None if it still runs after ``timeout`` seconds."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal it, wait up to ``timeout``, then SIGKILL it; returns the exit status."""
+        self.send_signal(signum)
+        status = self.wait(timeout)
+        if status is None:
+            self.send_signal(signal.SIGKILL)
+            status = self.popen.wait(timeout)
+        return status
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __repr__(self) -> str:
+        return f"<{self.name} pid={self.pid} returncode={self.returncode}>"
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ManagedProcess:
+    """Start ``argv`` with stdout and stderr going to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+        )
+    return ManagedProcess(name, popen, log_path)
+
+
+def http_status(url: str, timeout: float = 1.0) -> int | None:
+    """The status of a GET to ``url``, or None when nothing answered."""
+    request = urllib.request.Request(url, headers={"Connection": "close"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for_http(
+    url: str,
+    *,
+    timeout: float,
+    expect: int = 200,
+    process: ManagedProcess | None = None,
+) -> None:
+    """Poll ``url`` until it answers ``expect``; fail early when ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    last: int | None = None
+    while time.monotonic() < deadline:
+        last = http_status(url)
+        if last == expect:
+            return
+        if process is not None and process.returncode is not None:
+            raise RuntimeError(
+                f"{process.name} exited with status {process.returncode} before {url} answered "
+                f"{expect}; its log:\n{process.log_text()[-4000:]}"
+            )
+        time.sleep(0.05)
+    detail = f"; its log:\n{process.log_text()[-4000:]}" if process is not None else ""
+    raise TimeoutError(f"{url} did not answer {expect} within {timeout}s (last: {last}){detail}")
+
+
+def stop_all(processes: Sequence[ManagedProcess], timeout: float = 10.0) -> None:
+    """Stop every process that still runs, each by its PID."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            process.stop(timeout=timeout)

@@ -1,0 +1,91 @@
+"""The WSGI middleware: probes and in-flight counting.
+
+It adds no ``Connection`` header (PEP 3333 forbids hop-by-hop headers from apps and
+gunicorn drops them) and installs no signal handlers (the WSGI server owns its workers'
+signals); the gunicorn hooks do both jobs for gunicorn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from ._lifecycle import Lifecycle, get_lifecycle
+from ._probes import ProbePaths, answer_probe
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+class WSGIMiddleware:
+    """Wrap a WSGI app: ``app.wsgi_app = zerodown.WSGIMiddleware(app.wsgi_app)`` for Flask.
+
+    The app counts as started once it is wrapped: WSGI servers load the app before they
+    serve it. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        lifecycle: Lifecycle | None = None,
+        probe_paths: ProbePaths | None = None,
+    ) -> None:
+        self.app = app
+        self.lifecycle = lifecycle or get_lifecycle()
+        self._probes = (probe_paths or ProbePaths()).table()
+        self.lifecycle.mark_ready()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        lifecycle = self.lifecycle
+        if lifecycle.settings.disabled:
+            return self.app(environ, start_response)
+        probe = self._probes.get(environ.get("PATH_INFO", ""))
+        if probe is not None:
+            answer = answer_probe(probe, environ.get("REQUEST_METHOD", "GET"), lifecycle)
+            start_response(
+                answer.status_line,
+                [
+                    (name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in answer.headers
+                    if name != b"connection"
+                ],
+            )
+            return [answer.body]
+        token = lifecycle.request_started()
+        try:
+            response = self.app(environ, start_response)
+        except BaseException:
+            lifecycle.request_finished(token)
+            raise
+        return _CountedResponse(response, lifecycle, token)
+
+
+class _CountedResponse:
+    """The app's response; the request ends when the server closes it (PEP 3333).
+
+    Servers call ``close()`` whether the body was sent in full, the client went away, or
+    writing failed, so this is where the count goes down.
+    """
+
+    __slots__ = ("_closed", "_lifecycle", "_response", "_token")
+
+    def __init__(self, response: Iterable[bytes], lifecycle: Lifecycle, token: int) -> None:
+        self._response = response
+        self._lifecycle = lifecycle
+        self._token = token
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._response)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._response, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._lifecycle.request_finished(self._token)
