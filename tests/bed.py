@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -148,9 +149,10 @@ class ProcessGroup:
         return Service(process, port, f"redis://{LOOPBACK}:{port}/0")
 
     def stop_all(self) -> None:
+        # SIGINT: the quick stop of every server here, skipping zerodown's lame-duck delay.
         for process in reversed(self.processes):
             if process.returncode is None:
-                process.stop(timeout=10)
+                process.stop(signal.SIGINT, timeout=10)
 
 
 def _wait_for_port_owner(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:

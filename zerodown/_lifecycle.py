@@ -7,6 +7,7 @@ drive it, and everything else asks it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import inspect
 import itertools
@@ -229,6 +230,35 @@ class Lifecycle:
         ]
 
 
+async def _in_daemon_thread(function: Callable[[], object]) -> object:
+    """Run a blocking callback without blocking the loop.
+
+    Not ``asyncio.to_thread``: interpreter exit joins the default executor's threads, so a
+    callback that hangs there would hold the process past its timeout.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[object] = loop.create_future()
+
+    def settle(outcome: object, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(outcome)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        try:
+            outcome, error = function(), None
+        except BaseException as caught:
+            outcome, error = None, caught
+        with contextlib.suppress(RuntimeError):  # the loop closed while this ran
+            loop.call_soon_threadsafe(settle, outcome, error)
+
+    threading.Thread(target=run, name="zerodown-shutdown-callback", daemon=True).start()
+    return await future
+
+
 async def _run_bounded(registered: _RegisteredCallback) -> None:
     started = time.monotonic()
     try:
@@ -236,8 +266,7 @@ async def _run_bounded(registered: _RegisteredCallback) -> None:
             if inspect.iscoroutinefunction(registered.function):
                 await registered.function()
             else:
-                # A blocking callback in a thread keeps the loop (and the timeout) alive.
-                result = await asyncio.to_thread(registered.function)
+                result = await _in_daemon_thread(registered.function)
                 if inspect.isawaitable(result):
                     await result
     except TimeoutError:

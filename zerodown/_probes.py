@@ -24,16 +24,20 @@ class ProbePaths:
     readiness: str | None = "/readyz"
     startup: str | None = "/startupz"
 
+    def __post_init__(self) -> None:
+        served = [path for path in (self.liveness, self.readiness, self.startup) if path]
+        if len(set(served)) != len(served):
+            raise ValueError(f"probe paths must differ from each other, got {self!r}")
+        if any(not path.startswith("/") for path in served):
+            raise ValueError(f"probe paths must start with '/', got {self!r}")
+
     def table(self) -> dict[str, Probe]:
         pairs = (
             (self.liveness, Probe.LIVENESS),
             (self.readiness, Probe.READINESS),
             (self.startup, Probe.STARTUP),
         )
-        table = {path: probe for path, probe in pairs if path is not None}
-        if len(table) != sum(path is not None for path, _ in pairs):
-            raise ValueError(f"probe paths must differ from each other, got {self!r}")
-        return table
+        return {path: probe for path, probe in pairs if path is not None}
 
 
 @dataclass(frozen=True, slots=True)
