@@ -1,7 +1,5 @@
 """zerodown: rotate WSGI and ASGI apps with zero failed requests and no lost sessions."""
 
-from __future__ import annotations
-
 from ._asgi import ASGIMiddleware
 from ._errors import ConfigurationError, ZerodownError
 from ._lifecycle import Lifecycle, Phase, get_lifecycle

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from time import monotonic
 
 from ._lifecycle import Lifecycle, get_lifecycle
 from ._probes import Probe, ProbePaths, answer_probe
@@ -33,11 +35,27 @@ class ASGIMiddleware:
         self.lifecycle = lifecycle or get_lifecycle()
         self._probes = (probe_paths or ProbePaths()).table()
         self._handle_signals = handle_signals
+        self._disabled = self.lifecycle.settings.disabled
         self._lifespan_seen = False
+        # True once the server is up (lifespan seen) unless disabled: gates the hot path.
+        self._counting = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lifecycle = self.lifecycle
-        if lifecycle.settings.disabled:
+        # The hot path: an app request once the server is up. It counts in the lifecycle's
+        # table directly because each Python call costs about as much as the whole count.
+        if self._counting and scope["type"] == "http" and scope["path"] not in self._probes:
+            active = self.lifecycle._active
+            token = next(self.lifecycle._tokens)
+            active[token] = monotonic()
+            try:
+                await self.app(scope, receive, _closing_when_draining(send, self.lifecycle))
+            finally:
+                active.pop(token, None)
+            return
+        await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._disabled:
             await self.app(scope, receive, send)
             return
         kind = scope["type"]
@@ -51,15 +69,15 @@ class ASGIMiddleware:
             if probe is not None:
                 await self._answer_probe(probe, scope, send)
                 return
-            send = _closing_when_draining(send, lifecycle)
+            send = _closing_when_draining(send, self.lifecycle)
         elif kind != "websocket":
             await self.app(scope, receive, send)
             return
-        token = lifecycle.request_started()
+        token = self.lifecycle.request_started()
         try:
             await self.app(scope, receive, send)
         finally:
-            lifecycle.request_finished(token)
+            self.lifecycle.request_finished(token)
 
     async def _answer_probe(self, probe: Probe, scope: Scope, send: Send) -> None:
         answer = answer_probe(probe, scope["method"], self.lifecycle)
@@ -72,6 +90,7 @@ class ASGIMiddleware:
         # Servers run the lifespan startup before they serve, so a request arriving first
         # means this server runs none: the app is as started as it will get.
         self._lifespan_seen = True
+        self._counting = True
         logger.warning(
             "zerodown: the server runs no ASGI lifespan, so zerodown cannot hold SIGTERM back; "
             "enable lifespan (uvicorn --lifespan on) or use the gunicorn hooks"
@@ -80,6 +99,7 @@ class ASGIMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._lifespan_seen = True
+        self._counting = True
         startup_received = False
         startup_answered = False
 
@@ -134,7 +154,9 @@ def _closing_when_draining(send: Send, lifecycle: Lifecycle) -> Send:
     proxies to another instance without the race of closing an idle connection.
     """
 
-    async def send_closing(message: Message) -> None:
+    # A plain function returning the server's awaitable, not a coroutine: on the hot path an
+    # extra coroutine frame per message costs more than the check itself.
+    def send_closing(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start" and lifecycle.is_draining:
             headers = [
                 (name, value)
@@ -143,6 +165,6 @@ def _closing_when_draining(send: Send, lifecycle: Lifecycle) -> Send:
             ]
             headers.append((b"connection", b"close"))
             message = {**message, "headers": headers}
-        await send(message)
+        return send(message)
 
     return send_closing

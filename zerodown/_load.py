@@ -152,7 +152,7 @@ class LoadRun:
 
     def __init__(self, process: ManagedProcess, records_path: Path, summary_path: Path) -> None:
         self.process = process
-        self._records_path = records_path
+        self.records_path = records_path
         self._summary_path = summary_path
 
     def result(self, timeout: float) -> LoadResult:
@@ -163,11 +163,7 @@ class LoadRun:
             raise RuntimeError(
                 f"k6 exited with {self.process.returncode}:\n{self.process.log_text()[-4000:]}"
             )
-        records = [
-            _record(json.loads(line))
-            for line in self._records_path.read_text().splitlines()
-            if line.startswith("{")
-        ]
+        records = read_records(self.records_path)
         summary = json.loads(self._summary_path.read_text())
         return LoadResult(records, dropped=int(summary["dropped"]))
 
@@ -200,6 +196,22 @@ def start_load(plan: LoadPlan, *, workdir: Path) -> LoadRun:
     ]
     process = start_process("k6", argv, log_path=workdir / "k6.log", env=env, cwd=workdir)
     return LoadRun(process, records, summary)
+
+
+def read_records(path: Path) -> list[RequestRecord]:
+    """The requests recorded so far; k6 may be writing the last line still."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in lines:
+        if line.startswith("{"):
+            try:
+                records.append(_record(json.loads(line)))
+            except json.JSONDecodeError:
+                continue
+    return records
 
 
 def _record(raw: dict[str, Any]) -> RequestRecord:

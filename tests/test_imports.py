@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import zerodown
+
+OPTIONAL = ("redis", "asyncpg", "opentelemetry", "starlette", "fastapi", "flask", "uvicorn")
+
+
+def test_importing_zerodown_imports_no_optional_dependency() -> None:
+    code = f"import sys, zerodown; print(','.join(m for m in {OPTIONAL!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == ""
+
+
+def test_the_public_api_is_what_all_says() -> None:
+    assert sorted(zerodown.__all__) == sorted(
+        name for name in dir(zerodown) if not name.startswith("_") or name == "__version__"
+    )
