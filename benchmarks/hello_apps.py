@@ -8,6 +8,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import zerodown
+from zerodown._types import ASGIApp, Receive, Scope, Send
 
 
 async def hello(request: Request) -> PlainTextResponse:
@@ -16,3 +17,16 @@ async def hello(request: Request) -> PlainTextResponse:
 
 bare = Starlette(routes=[Route("/", hello)])
 wrapped = zerodown.ASGIMiddleware(Starlette(routes=[Route("/", hello)]))
+
+
+class PassThrough:
+    """A pure ASGI middleware that does nothing: the floor any middleware layer costs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+pass_through = PassThrough(Starlette(routes=[Route("/", hello)]))

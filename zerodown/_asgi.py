@@ -93,7 +93,7 @@ class ASGIMiddleware:
         self._counting = True
         logger.warning(
             "zerodown: the server runs no ASGI lifespan, so zerodown cannot hold SIGTERM back; "
-            "enable lifespan (uvicorn --lifespan on) or use the gunicorn hooks"
+            "enable lifespan (uvicorn --lifespan on) or use a Kubernetes preStop sleep"
         )
         self.lifecycle.mark_ready()
 

@@ -22,10 +22,7 @@ logger = logging.getLogger("zerodown")
 
 SignalHandler = Any  # what signal.getsignal returns: a callable, an int, or None
 _RELAYED = (signal.SIGTERM, signal.SIGINT)
-_FALLBACK_ADVICE = (
-    "use the gunicorn hooks (`from zerodown.gunicorn import *` in gunicorn.conf.py), "
-    "or a Kubernetes preStop sleep, to delay the shutdown instead"
-)
+_FALLBACK_ADVICE = "use a Kubernetes preStop sleep to delay the shutdown instead"
 
 
 class ServerSignalRelay:

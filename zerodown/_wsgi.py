@@ -2,7 +2,7 @@
 
 It adds no ``Connection`` header (PEP 3333 forbids hop-by-hop headers from apps and
 gunicorn drops them) and installs no signal handlers (the WSGI server owns its workers'
-signals); the gunicorn hooks do both jobs for gunicorn.
+signals); under gunicorn both come from its master and its ``pre_request`` hook.
 """
 
 from __future__ import annotations
