@@ -87,12 +87,9 @@ class ProcessGroup:
         ready_path: str = "/livez",
     ) -> Instance:
         port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(port)]
-        # Above HAProxy's idle pool lifetime, as the docs advise for any proxy.
-        argv += ["--timeout-keep-alive", "30", *args]
-        process = self.start("uvicorn", argv, app_environment(env))
-        wait_for_http(f"http://{LOOPBACK}:{port}{ready_path}", timeout=20, process=process)
-        return Instance(process, port)
+        # Keep-alive above HAProxy's idle pool lifetime, as the docs advise for any proxy.
+        argv = ["uvicorn", app, "--host", LOOPBACK, "--port", str(port)]
+        return self._serve(port, [*argv, "--timeout-keep-alive", "30", *args], env, ready_path)
 
     def gunicorn(
         self,
@@ -103,10 +100,20 @@ class ProcessGroup:
         ready_path: str = "/livez",
     ) -> Instance:
         port = free_port()
-        argv = [sys.executable, "-m", "gunicorn", app, "--bind", f"{LOOPBACK}:{port}"]
         # One control socket path is shared by every master on a host (reference/baseline.md).
-        argv += ["--no-control-socket", *args]
-        process = self.start("gunicorn", argv, app_environment(env))
+        argv = ["gunicorn", app, "--bind", f"{LOOPBACK}:{port}", "--no-control-socket", *args]
+        return self._serve(port, argv, env, ready_path)
+
+    def _serve(
+        self,
+        port: int,
+        module_argv: Sequence[str],
+        env: Mapping[str, str] | None,
+        ready_path: str,
+    ) -> Instance:
+        """Run ``python -m <module_argv>`` and wait until ``ready_path`` answers 200."""
+        argv = [sys.executable, "-m", *module_argv]
+        process = self.start(module_argv[0], argv, app_environment(env))
         wait_for_http(f"http://{LOOPBACK}:{port}{ready_path}", timeout=30, process=process)
         return Instance(process, port)
 
