@@ -36,14 +36,13 @@ class ASGIMiddleware:
         self._probes = (probe_paths or ProbePaths()).table()
         self._handle_signals = handle_signals
         self._disabled = self.lifecycle.settings.disabled
-        self._lifespan_seen = False
-        # True once the server is up (lifespan seen) unless disabled: gates the hot path.
-        self._counting = False
+        # Set once the server ran the lifespan, or served without one; gates the hot path.
+        self._serving = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: an app request once the server is up. It counts in the lifecycle's
         # table directly because each Python call costs about as much as the whole count.
-        if self._counting and scope["type"] == "http" and scope["path"] not in self._probes:
+        if self._serving and scope["type"] == "http" and scope["path"] not in self._probes:
             active = self.lifecycle._active
             token = next(self.lifecycle._tokens)
             active[token] = monotonic()
@@ -62,7 +61,7 @@ class ASGIMiddleware:
         if kind == "lifespan":
             await self._lifespan(scope, receive, send)
             return
-        if not self._lifespan_seen:
+        if not self._serving:
             self._serving_without_lifespan()
         if kind == "http":
             probe = self._probes.get(scope["path"])
@@ -89,8 +88,7 @@ class ASGIMiddleware:
     def _serving_without_lifespan(self) -> None:
         # Servers run the lifespan startup before they serve, so a request arriving first
         # means this server runs none: the app is as started as it will get.
-        self._lifespan_seen = True
-        self._counting = True
+        self._serving = True
         logger.warning(
             "zerodown: the server runs no ASGI lifespan, so zerodown cannot hold SIGTERM back; "
             "enable lifespan (uvicorn --lifespan on) or use a Kubernetes preStop sleep"
@@ -98,8 +96,7 @@ class ASGIMiddleware:
         self.lifecycle.mark_ready()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._lifespan_seen = True
-        self._counting = True
+        self._serving = True
         startup_received = False
         startup_answered = False
 
