@@ -102,7 +102,7 @@ def install_signal_relay(lifecycle: Lifecycle) -> ServerSignalRelay | None:
         return None
     handlers: dict[int, SignalHandler] = {int(sig): signal.getsignal(sig) for sig in _RELAYED}
     term_handler = handlers[signal.SIGTERM]
-    if getattr(term_handler, "__name__", "") == "_sighandler_noop":
+    if _dispatched_by_event_loop(term_handler):
         logger.warning(
             "zerodown: this server handles SIGTERM through asyncio (gunicorn -k asgi, "
             "hypercorn), which zerodown cannot delay from inside the app; %s",
@@ -120,6 +120,17 @@ def install_signal_relay(lifecycle: Lifecycle) -> ServerSignalRelay | None:
     relay.install()
     _bound_uvicorn_drain(term_handler, lifecycle)
     return relay
+
+
+def _dispatched_by_event_loop(handler: SignalHandler) -> bool:
+    """Whether an event loop's ``add_signal_handler`` owns the signal.
+
+    asyncio installs a no-op and reacts to the wake-up fd; uvloop installs a method of its
+    loop. Either way the loop reacts whatever handler is installed over it.
+    """
+    if getattr(handler, "__name__", "") == "_sighandler_noop":
+        return True
+    return isinstance(getattr(handler, "__self__", None), asyncio.AbstractEventLoop)
 
 
 def _bound_uvicorn_drain(term_handler: SignalHandler, lifecycle: Lifecycle) -> None:
