@@ -38,13 +38,16 @@ class ASGIMiddleware:
         self._disabled = self.lifecycle.settings.disabled
         # Set once the server ran the lifespan, or served without one; gates the hot path.
         self._serving = False
+        # The lifecycle's in-flight table, bound once for the hot path (see __call__).
+        self._active = self.lifecycle._active
+        self._tokens = self.lifecycle._tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: an app request once the server is up. It counts in the lifecycle's
         # table directly because each Python call costs about as much as the whole count.
         if self._serving and scope["type"] == "http" and scope["path"] not in self._probes:
-            active = self.lifecycle._active
-            token = next(self.lifecycle._tokens)
+            active = self._active
+            token = next(self._tokens)
             active[token] = monotonic()
             try:
                 await self.app(scope, receive, _closing_when_draining(send, self.lifecycle))
@@ -152,9 +155,10 @@ def _closing_when_draining(send: Send, lifecycle: Lifecycle) -> Send:
     """
 
     # A plain function returning the server's awaitable, not a coroutine: on the hot path an
-    # extra coroutine frame per message costs more than the check itself.
+    # extra coroutine frame per message costs more than the check itself. The bool comes
+    # first because it is nearly always False.
     def send_closing(message: Message) -> Awaitable[None]:
-        if message["type"] == "http.response.start" and lifecycle.is_draining:
+        if lifecycle._draining and message["type"] == "http.response.start":
             headers = [
                 (name, value)
                 for name, value in message.get("headers", ())
