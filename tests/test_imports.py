@@ -5,7 +5,16 @@ import sys
 
 import zerodown
 
-OPTIONAL = ("redis", "asyncpg", "opentelemetry", "starlette", "fastapi", "flask", "uvicorn")
+OPTIONAL = (
+    "redis",
+    "asyncpg",
+    "opentelemetry",
+    "starlette",
+    "fastapi",
+    "flask",
+    "uvicorn",
+    "msgspec",
+)
 
 
 def test_importing_zerodown_imports_no_optional_dependency() -> None:

@@ -1,0 +1,442 @@
+"""Versioned records that two releases of an app can both read and write back.
+
+Every payload is an envelope: the record's type name, the version that wrote it, the lowest
+reader version that can read it safely, and the data. Reading older data runs the
+upcasters; reading newer data keeps what this release does not know and writes it back
+unchanged; data that cannot be read raises :class:`UnreadableRecord` and the caller's bytes
+are never touched. Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union
+
+import msgspec
+
+from ._errors import ZerodownError
+
+Format = Literal["json", "msgpack"]
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+R = TypeVar("R", bound="Record")
+
+#: Payloads larger than this are refused before parsing (a session is a few KB).
+DEFAULT_MAX_SIZE = 1 << 20
+_KEPT = "_zerodown_kept"
+_OPAQUE = "_zerodown_opaque"
+_ENVELOPE = "_zerodown_envelope"
+
+
+class Record(msgspec.Struct, dict=True, kw_only=True):
+    """Base class of records and of the structs nested in them.
+
+    The instance dictionary (``dict=True``) holds what a newer release wrote and this one
+    does not know, so that it can be written back.
+    """
+
+
+class UnreadableRecord(ZerodownError):
+    """This release cannot read the payload safely; the stored bytes were not touched."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        type_name: str,
+        written_version: int | None = None,
+        reader_version: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.type_name = type_name
+        self.written_version = written_version
+        self.reader_version = reader_version
+        versions = (
+            f" (written by version {written_version}, this release reads version {reader_version})"
+            if written_version is not None
+            else ""
+        )
+        super().__init__(f"cannot read a {type_name!r} record{versions}: {reason}")
+
+
+class _Envelope(msgspec.Struct, array_like=False, omit_defaults=False):
+    t: str
+    v: int
+    r: int
+    d: msgspec.Raw
+
+
+class _EnvelopeOut(msgspec.Struct):
+    t: str
+    v: int
+    r: int
+    d: Any
+
+
+@dataclass
+class RecordType:
+    """A registered record: its class, name, version and how older data is upgraded."""
+
+    cls: type[Record]
+    name: str
+    version: int
+    min_reader: int
+    upcasters: dict[int, Upcaster] = field(default_factory=dict)
+    downcasters: dict[int, Upcaster] = field(default_factory=dict)
+    write_version: int | None = None
+
+
+class Registry:
+    """The app's records, and encoding and decoding with them.
+
+    Thread-safe: encoding and decoding keep no state but the read counts, which are kept
+    under a lock.
+    """
+
+    def __init__(self, *, format: Format = "json", max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self.format: Format = format
+        self.max_size = max_size
+        self._by_class: dict[type[Record], RecordType] = {}
+        self._by_name: dict[str, RecordType] = {}
+        self._reads: Counter[tuple[str, int]] = Counter()
+        self._reads_lock = threading.Lock()
+        if format == "json":
+            self._encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
+            self._decode_any: Callable[[bytes], Any] = msgspec.json.Decoder().decode
+            self._envelope: Callable[[bytes], _Envelope] = msgspec.json.Decoder(_Envelope).decode
+            self._module: Any = msgspec.json
+        elif format == "msgpack":
+            self._encode = msgspec.msgpack.Encoder().encode
+            self._decode_any = msgspec.msgpack.Decoder().decode
+            self._envelope = msgspec.msgpack.Decoder(_Envelope).decode
+            self._module = msgspec.msgpack
+        else:
+            raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
+        self._typed: dict[type[Record], Callable[[bytes], Any]] = {}
+
+    # -- declaring -----------------------------------------------------------------------
+
+    def record(
+        self, name: str, *, version: int, min_reader: int | None = None
+    ) -> Callable[[type[R]], type[R]]:
+        """Register a record class under a stable ``name`` and an integer ``version``.
+
+        ``min_reader`` is the lowest version that can read what this version writes
+        (default: this version - 1, i.e. the previous release keeps working).
+        """
+        if version < 1:
+            raise ValueError(f"record versions start at 1, got {version} for {name!r}")
+        lowest = max(1, version - 1) if min_reader is None else min_reader
+        if not 1 <= lowest <= version:
+            raise ValueError(f"min_reader must be between 1 and {version}, got {lowest}")
+
+        def register(cls: type[R]) -> type[R]:
+            if not issubclass(cls, Record):
+                raise TypeError(f"{cls.__name__} must subclass zerodown.codec.Record")
+            if name in self._by_name:
+                raise ValueError(f"a record named {name!r} is already registered")
+            record_type = RecordType(cls, name, version, lowest)
+            self._by_class[cls] = record_type
+            self._by_name[name] = record_type
+            self._typed[cls] = self._module.Decoder(cls).decode
+            return cls
+
+        return register
+
+    def upcaster(self, name: str, *, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register a function that turns version ``from_version`` data into the next one."""
+
+        def register(function: Upcaster) -> Upcaster:
+            self.describe(name).upcasters[from_version] = function
+            return function
+
+        return register
+
+    def downcaster(self, name: str, *, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register a function that turns version ``from_version`` data into the previous one.
+
+        Needed only for :meth:`write_previous` (the rollout mode).
+        """
+
+        def register(function: Upcaster) -> Upcaster:
+            self.describe(name).downcasters[from_version] = function
+            return function
+
+        return register
+
+    def write_previous(self, name: str, version: int | None) -> None:
+        """Rollout mode: keep writing ``version``'s shape until every instance runs this one.
+
+        ``None`` goes back to writing the current version.
+        """
+        record_type = self.describe(name)
+        if version is not None:
+            missing = [
+                v
+                for v in range(record_type.version, version, -1)
+                if v not in record_type.downcasters
+            ]
+            if missing or not 1 <= version <= record_type.version:
+                raise ValueError(
+                    f"cannot write {name!r} as version {version}: register downcasters from "
+                    f"versions {missing or '?'} (registry.downcaster({name!r}, from_version=N))"
+                )
+        record_type.write_version = version
+
+    def describe(self, name_or_class: str | type[Record]) -> RecordType:
+        table: dict[Any, RecordType] = (
+            self._by_name if isinstance(name_or_class, str) else self._by_class
+        )
+        try:
+            return table[name_or_class]
+        except KeyError:
+            raise KeyError(f"{name_or_class!r} is not a registered record") from None
+
+    @property
+    def records(self) -> list[RecordType]:
+        return list(self._by_name.values())
+
+    @property
+    def reads(self) -> dict[tuple[str, int], int]:
+        """How many payloads of each (name, written version) were read since start."""
+        with self._reads_lock:
+            return dict(self._reads)
+
+    # -- encoding ------------------------------------------------------------------------
+
+    def encode(self, record: Record) -> bytes:
+        record_type = self.describe(type(record))
+        kept = record.__dict__.get(_ENVELOPE)
+        write_version = record_type.write_version
+        if write_version is not None and write_version < record_type.version:
+            data = _with_kept(record, msgspec.to_builtins(record))
+            for version in range(record_type.version, write_version, -1):
+                data = record_type.downcasters[version](data)
+            envelope = _EnvelopeOut(record_type.name, write_version, write_version, data)
+        elif kept is not None:
+            # Decoded from a newer release: write its envelope back with its fields.
+            version, min_reader = kept
+            data = _with_kept(record, msgspec.to_builtins(record))
+            envelope = _EnvelopeOut(record_type.name, version, min_reader, data)
+        else:
+            envelope = _EnvelopeOut(
+                record_type.name, record_type.version, record_type.min_reader, record
+            )
+        return self._encode(envelope)
+
+    # -- decoding ------------------------------------------------------------------------
+
+    def decode(self, payload: bytes, cls: type[R]) -> R:
+        """Read ``payload`` as a ``cls``; raises :class:`UnreadableRecord`, nothing else."""
+        record_type = self.describe(cls)
+        name = record_type.name
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise UnreadableRecord(f"expected bytes, got {type(payload).__name__}", type_name=name)
+        if len(payload) > self.max_size:
+            raise UnreadableRecord(
+                f"{len(payload)} bytes is more than the {self.max_size} allowed", type_name=name
+            )
+        try:
+            envelope = self._envelope(payload)
+        except (msgspec.DecodeError, RecursionError) as error:
+            raise UnreadableRecord(f"not a zerodown record: {error}", type_name=name) from None
+        written, reader = envelope.v, record_type.version
+        if envelope.t != name:
+            raise UnreadableRecord(
+                f"it is a {envelope.t!r} record", type_name=name, written_version=written
+            )
+        if envelope.r > reader:
+            raise UnreadableRecord(
+                f"the writer requires readers of version {envelope.r} or newer",
+                type_name=name,
+                written_version=written,
+                reader_version=reader,
+            )
+        self._count_read(name, written)
+        try:
+            if written == reader:
+                try:
+                    return self._typed[cls](envelope.d)  # type: ignore[no-any-return]
+                except msgspec.ValidationError:
+                    pass  # values this release cannot type: read what it can below
+            data = self._decode_any(envelope.d)
+            if not isinstance(data, dict):
+                raise UnreadableRecord(
+                    f"its data is a {type(data).__name__}, not an object",
+                    type_name=name,
+                    written_version=written,
+                    reader_version=reader,
+                )
+            for version in range(written, reader):
+                upcast = record_type.upcasters.get(version)
+                if upcast is not None:
+                    data = _upcast(upcast, data, version)
+            record = _build(cls, data, path=name)
+        except _Unreadable as error:
+            raise UnreadableRecord(
+                error.reason, type_name=name, written_version=written, reader_version=reader
+            ) from None
+        except (msgspec.DecodeError, RecursionError) as error:
+            raise UnreadableRecord(
+                f"corrupt data: {error}",
+                type_name=name,
+                written_version=written,
+                reader_version=reader,
+            ) from None
+        # Written back with what it carried: a newer release's fields and values, or an
+        # older one's fields that this release dropped (instances of that release may still
+        # be running and reading them).
+        if written > reader:
+            record.__dict__[_ENVELOPE] = (written, envelope.r)
+        else:
+            record.__dict__[_ENVELOPE] = (reader, record_type.min_reader)
+        return record
+
+    def _count_read(self, name: str, version: int) -> None:
+        with self._reads_lock:
+            self._reads[(name, version)] += 1
+
+
+def _upcast(upcast: Upcaster, data: dict[str, Any], version: int) -> dict[str, Any]:
+    try:
+        upgraded = upcast(data)
+    except Exception as error:
+        raise _Unreadable(
+            f"the upcaster from version {version} failed: {type(error).__name__}: {error}"
+        ) from None
+    if not isinstance(upgraded, dict):
+        raise _Unreadable(f"the upcaster from version {version} returned no dict")
+    return upgraded
+
+
+class _Unreadable(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _build(cls: type[R], data: dict[str, Any], *, path: str) -> R:
+    """Convert ``data`` to ``cls`` field by field, keeping what cannot be typed.
+
+    Keys the class does not know are kept. A value that cannot be typed (an enum value or
+    union tag from a newer release) in a field with a default becomes the default and is
+    kept; without a default the record is unreadable.
+    """
+    known = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+    values: dict[str, Any] = {}
+    opaque: dict[str, tuple[Any, Any]] = {}
+    for key, raw in data.items():
+        spec = known.get(key)
+        if spec is None:
+            continue
+        try:
+            values[spec.name] = _convert(raw, spec.type, path=f"{path}.{key}")
+        except (msgspec.ValidationError, _Unreadable) as error:
+            if spec.required:
+                reason = error.reason if isinstance(error, _Unreadable) else str(error)
+                raise _Unreadable(
+                    f"{path}.{key} cannot be read and has no default to fall back on: {reason}"
+                ) from None
+            default = spec.default_factory() if spec.default is msgspec.NODEFAULT else spec.default
+            values[spec.name] = default
+            opaque[spec.name] = (raw, default)
+    missing = [f.encode_name for f in known.values() if f.required and f.name not in values]
+    if missing:
+        raise _Unreadable(f"{path} lacks required fields {missing} and no upcaster fills them")
+    try:
+        record = cls(**values)
+    except (TypeError, msgspec.ValidationError) as error:
+        raise _Unreadable(f"{path}: {error}") from None
+    unknown = {key: raw for key, raw in data.items() if key not in known}
+    if unknown:
+        record.__dict__[_KEPT] = unknown
+    if opaque:
+        record.__dict__[_OPAQUE] = opaque
+    return record
+
+
+def _convert(raw: Any, annotation: Any, *, path: str) -> Any:
+    """Type ``raw`` as ``annotation``, building nested records with :func:`_build`."""
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        if not isinstance(raw, dict):
+            raise _Unreadable(f"{path} should be an object, got {type(raw).__name__}")
+        return _build(annotation, raw, path=path)
+    variants = _record_variants(annotation)
+    if variants is not None:
+        if raw is None and type(None) in annotation.__args__:
+            return None
+        return _build_variant(variants, raw, path)
+    origin = getattr(annotation, "__origin__", None)
+    args: tuple[Any, ...] = getattr(annotation, "__args__", ())
+    if origin is list and args and _holds_records(args[0]) and isinstance(raw, list):
+        return [_convert(item, args[0], path=f"{path}[{i}]") for i, item in enumerate(raw)]
+    if origin is dict and len(args) == 2 and _holds_records(args[1]) and isinstance(raw, dict):
+        return {
+            msgspec.convert(k, args[0]): _convert(v, args[1], path=f"{path}.{k}")
+            for k, v in raw.items()
+        }
+    return msgspec.convert(raw, annotation)
+
+
+def _record_variants(annotation: Any) -> dict[Any, type[Record]] | None:
+    """For ``A | None`` or a tagged union of records, the record classes by tag value."""
+    if getattr(annotation, "__origin__", None) not in (Union, UnionType) and not isinstance(
+        annotation, UnionType
+    ):
+        return None
+    members = [arg for arg in annotation.__args__ if arg is not type(None)]
+    if not members or not all(_holds_records(member) for member in members):
+        return None
+    if len(members) == 1:
+        return {None: members[0]}
+    return {member.__struct_config__.tag: member for member in members}
+
+
+def _build_variant(variants: dict[Any, type[Record]], raw: Any, path: str) -> Record:
+    if not isinstance(raw, dict):
+        raise _Unreadable(f"{path} should be an object, got {type(raw).__name__}")
+    if None in variants:
+        return _build(variants[None], raw, path=path)
+    tag_field = next(iter(variants.values())).__struct_config__.tag_field
+    tag = raw.get(tag_field)
+    variant = variants.get(tag)
+    if variant is None:
+        raise _Unreadable(f"{path} is a {tag!r}, a variant this release does not know")
+    return _build(variant, {k: v for k, v in raw.items() if k != tag_field}, path=path)
+
+
+def _holds_records(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Record)
+
+
+def _with_kept(record: Record, data: Any) -> Any:
+    """``data`` (the builtins of ``record``) with the kept fields of every record put back."""
+    kept = record.__dict__.get(_KEPT)
+    opaque = record.__dict__.get(_OPAQUE)
+    fields = {f.name: f.encode_name for f in msgspec.structs.fields(type(record))}
+    for name, encode_name in fields.items():
+        value = getattr(record, name)
+        if opaque and name in opaque and value == opaque[name][1]:
+            data[encode_name] = opaque[name][0]
+        else:
+            data[encode_name] = _kept_in(value, data[encode_name])
+    if kept:
+        for key, raw in kept.items():
+            data.setdefault(key, raw)
+    return data
+
+
+def _kept_in(value: Any, data: Any) -> Any:
+    if isinstance(value, Record):
+        return _with_kept(value, data)
+    if isinstance(value, list) and isinstance(data, list):
+        return [_kept_in(item, item_data) for item, item_data in zip(value, data, strict=True)]
+    if isinstance(value, dict) and isinstance(data, dict) and len(value) == len(data):
+        # to_builtins keeps the order of the keys while it turns them into strings.
+        return {
+            key: _kept_in(item, item_data)
+            for (key, item_data), item in zip(data.items(), value.values(), strict=True)
+        }
+    return data

@@ -1,0 +1,18 @@
+"""Version-skew-safe records: data that release N and N+1 of an app can both read.
+
+from zerodown.codec import Record, Registry, UnreadableRecord
+
+records = Registry()
+
+@records.record("cart", version=2)
+class Cart(Record):
+    items: list[str] = []
+    coupon: str | None = None
+
+payload = records.encode(Cart(items=["book"]))
+cart = records.decode(payload, Cart)
+"""
+
+from ._codec import DEFAULT_MAX_SIZE, Record, RecordType, Registry, UnreadableRecord
+
+__all__ = ["DEFAULT_MAX_SIZE", "Record", "RecordType", "Registry", "UnreadableRecord"]
