@@ -241,7 +241,7 @@ class Registry:
             )
         try:
             envelope = self._envelope(payload)
-        except (msgspec.DecodeError, RecursionError) as error:
+        except (ValueError, RecursionError) as error:  # msgspec.DecodeError, bad UTF-8
             raise UnreadableRecord(f"not a zerodown record: {error}", type_name=name) from None
         written, reader = envelope.v, record_type.version
         if envelope.t != name:
@@ -279,7 +279,7 @@ class Registry:
             raise UnreadableRecord(
                 error.reason, type_name=name, written_version=written, reader_version=reader
             ) from None
-        except (msgspec.DecodeError, RecursionError) as error:
+        except (ValueError, RecursionError) as error:  # msgspec.DecodeError, bad UTF-8
             raise UnreadableRecord(
                 f"corrupt data: {error}",
                 type_name=name,
