@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import UnionType
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Generic, Literal, TypeVar, Union
 
 import msgspec
 
@@ -69,6 +69,15 @@ class _Envelope(msgspec.Struct, array_like=False, omit_defaults=False):
     d: msgspec.Raw
 
 
+class _TypedEnvelope(msgspec.Struct, Generic[R]):
+    """The envelope with the data typed: one pass when the writer's version is ours."""
+
+    t: str
+    v: int
+    r: int
+    d: R
+
+
 class _EnvelopeOut(msgspec.Struct):
     t: str
     v: int
@@ -115,7 +124,7 @@ class Registry:
             self._module = msgspec.msgpack
         else:
             raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
-        self._typed: dict[type[Record], Callable[[bytes], Any]] = {}
+        self._typed: dict[type[Record], Callable[[bytes], _TypedEnvelope[Any]]] = {}
 
     # -- declaring -----------------------------------------------------------------------
 
@@ -141,7 +150,7 @@ class Registry:
             record_type = RecordType(cls, name, version, lowest)
             self._by_class[cls] = record_type
             self._by_name[name] = record_type
-            self._typed[cls] = self._module.Decoder(cls).decode
+            self._typed[cls] = self._module.Decoder(_TypedEnvelope[cls]).decode  # type: ignore[valid-type]
             return cls
 
         return register
@@ -240,6 +249,14 @@ class Registry:
                 f"{len(payload)} bytes is more than the {self.max_size} allowed", type_name=name
             )
         try:
+            typed = self._typed[cls](payload)
+        except (ValueError, RecursionError):
+            pass  # another version's shape, or not a record: the general path says which
+        else:
+            if typed.v == record_type.version and typed.t == name:
+                self._count_read(name, typed.v)
+                return typed.d  # type: ignore[no-any-return]
+        try:
             envelope = self._envelope(payload)
         except (ValueError, RecursionError) as error:  # msgspec.DecodeError, bad UTF-8
             raise UnreadableRecord(f"not a zerodown record: {error}", type_name=name) from None
@@ -257,11 +274,6 @@ class Registry:
             )
         self._count_read(name, written)
         try:
-            if written == reader:
-                try:
-                    return self._typed[cls](envelope.d)  # type: ignore[no-any-return]
-                except msgspec.ValidationError:
-                    pass  # values this release cannot type: read what it can below
             data = self._decode_any(envelope.d)
             if not isinstance(data, dict):
                 raise UnreadableRecord(
