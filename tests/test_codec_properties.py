@@ -1,7 +1,7 @@
 """Property-based: random record evolutions never lose data, and decode never crashes."""
 
 import contextlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from hypothesis import HealthCheck, given, settings
@@ -92,28 +92,41 @@ def value_for(cls: type[Record], fields: dict[str, str], draw: st.DrawFn) -> Rec
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+Evolution = tuple[dict[str, str], dict[str, str], dict[str, str]]
+EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+class Releases(NamedTuple):
+    old: Registry
+    old_top: type[Record]
+    new: Registry
+    new_top: type[Record]
+
+
+def releases(evolution: Evolution) -> Releases:
+    v1_fields, v2_fields, nested_added = evolution
+    return Releases(
+        *make_records(v1_fields, {}, version=1), *make_records(v2_fields, nested_added, version=2)
+    )
+
+
+@EXAMPLES
 @given(evolution=evolutions(), data=st.data())
 def test_the_old_release_round_trips_new_data_with_nothing_lost(
-    evolution: tuple[dict[str, str], dict[str, str], dict[str, str]], data: st.DataObject
+    evolution: Evolution, data: st.DataObject
 ) -> None:
-    v1_fields, v2_fields, nested_added = evolution
-    old, old_top = make_records(v1_fields, {}, version=1)
-    new, new_top = make_records(v2_fields, nested_added, version=2)
-    original = value_for(new_top, v2_fields, data.draw)
+    old, old_top, new, new_top = releases(evolution)
+    original = value_for(new_top, evolution[1], data.draw)
 
     through_old = old.encode(old.decode(new.encode(original), old_top))
     assert new.decode(through_old, new_top) == original
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@EXAMPLES
 @given(evolution=evolutions(), data=st.data())
-def test_the_new_release_reads_old_data(
-    evolution: tuple[dict[str, str], dict[str, str], dict[str, str]], data: st.DataObject
-) -> None:
-    v1_fields, v2_fields, nested_added = evolution
-    old, old_top = make_records(v1_fields, {}, version=1)
-    new, new_top = make_records(v2_fields, nested_added, version=2)
+def test_the_new_release_reads_old_data(evolution: Evolution, data: st.DataObject) -> None:
+    old, old_top, new, new_top = releases(evolution)
+    v1_fields, v2_fields, _ = evolution
     original = value_for(old_top, v1_fields, data.draw)
 
     read = new.decode(old.encode(original), new_top)
