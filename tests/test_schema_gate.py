@@ -27,7 +27,9 @@ def registry_for(
     spec = []
     for name, (annotation, default) in fields.items():
         resolved = kind if annotation == "Kind" else annotation
-        value = kind(default) if annotation == "Kind" else default
+        value = (
+            kind(default) if annotation == "Kind" and default is not msgspec.NODEFAULT else default
+        )
         spec.append((name, resolved) if value is msgspec.NODEFAULT else (name, resolved, value))
     cart = msgspec.defstruct("Cart", spec, bases=(Record,), kw_only=True)
     registry = Registry()
@@ -191,3 +193,14 @@ def test_the_command_exits_1_with_an_explanation_per_field(tmp_path: Path) -> No
     )
     assert missing.returncode == 2
     assert "No module named 'nowhere'" in missing.stderr
+
+
+def test_an_added_enum_value_breaks_only_a_required_field(tmp_path: Path) -> None:
+    path = tmp_path / "lock.json"
+    required_kind = {**BASE, "kind": ("Kind", msgspec.NODEFAULT)}
+    lock_schemas(registry_for(1, required_kind), path)
+    found = problems_after(path, registry_for(2, required_kind, kinds=("a", "b", "c")))
+    assert found == [
+        "'cart' against locked version 1: enum Kind: added values ['c'], but Cart.kind is "
+        "required, so older readers fail on them; give it a default"
+    ]

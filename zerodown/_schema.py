@@ -177,7 +177,25 @@ def _differences(old: Schema, new: Schema) -> list[str]:
         removed = [v for v in values if v not in new["enums"].get(enum_name, values)]
         if removed:
             texts.append(f"enum {enum_name}: removed values {removed}")
+        added = [v for v in new["enums"].get(enum_name, values) if v not in values]
+        if added:
+            # Older readers fall back to a field's default for a value they do not know;
+            # a required field has none to fall back on.
+            texts += [
+                f"enum {enum_name}: added values {added}, but {where} is required, so older "
+                "readers fail on them; give it a default"
+                for where in _required_users(new, f"enum:{enum_name}")
+            ]
     return texts
+
+
+def _required_users(schema: Schema, type_name: str) -> list[str]:
+    return [
+        f"{struct_name}.{field_name}"
+        for struct_name, struct in schema["structs"].items()
+        for field_name, spec in struct["fields"].items()
+        if spec["required"] and type_name in spec["type"]
+    ]
 
 
 def _field_differences(struct: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
