@@ -62,7 +62,7 @@ class UnreadableRecord(ZerodownError):
         super().__init__(f"cannot read a {type_name!r} record{versions}: {reason}")
 
 
-class _Envelope(msgspec.Struct, array_like=False, omit_defaults=False):
+class _Envelope(msgspec.Struct):
     t: str
     v: int
     r: int
@@ -112,18 +112,13 @@ class Registry:
         self._by_name: dict[str, RecordType] = {}
         self._reads: Counter[tuple[str, int]] = Counter()
         self._reads_lock = threading.Lock()
-        if format == "json":
-            self._encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
-            self._decode_any: Callable[[bytes], Any] = msgspec.json.Decoder().decode
-            self._envelope: Callable[[bytes], _Envelope] = msgspec.json.Decoder(_Envelope).decode
-            self._module: Any = msgspec.json
-        elif format == "msgpack":
-            self._encode = msgspec.msgpack.Encoder().encode
-            self._decode_any = msgspec.msgpack.Decoder().decode
-            self._envelope = msgspec.msgpack.Decoder(_Envelope).decode
-            self._module = msgspec.msgpack
-        else:
+        modules = {"json": msgspec.json, "msgpack": msgspec.msgpack}
+        if format not in modules:
             raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
+        self._module: Any = modules[format]
+        self._encode: Callable[[Any], bytes] = self._module.Encoder().encode
+        self._decode_any: Callable[[bytes], Any] = self._module.Decoder().decode
+        self._envelope: Callable[[bytes], _Envelope] = self._module.Decoder(_Envelope).decode
         self._typed: dict[type[Record], Callable[[bytes], _TypedEnvelope[Any]]] = {}
 
     # -- declaring -----------------------------------------------------------------------
