@@ -27,7 +27,14 @@ from pathlib import Path
 
 from benchmarks._report import write_section
 from benchmarks.hello_apps import bare, pass_through, wrapped
-from zerodown._procs import LOOPBACK, free_port, start_process, wait_for_http
+from zerodown._procs import (
+    LOOPBACK,
+    ManagedProcess,
+    find_tool,
+    free_port,
+    start_process,
+    wait_for_http,
+)
 from zerodown._types import ASGIApp, Message
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,16 +133,23 @@ def under_uvicorn(seconds: int, rounds: int) -> tuple[float, float, float]:
     )
 
 
-def _serve_and_measure(name: str, seconds: int, workdir: Path, round_number: int) -> float:
+def _start_hello(name: str, log_path: Path) -> tuple[ManagedProcess, str]:
+    """One hello-world app alone under uvicorn (httptools, uvloop, no access log)."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", f"benchmarks.hello_apps:{name}"]
     argv += ["--host", LOOPBACK, "--port", str(port), "--no-access-log"]
     argv += ["--log-level", "warning", "--http", "httptools", "--loop", "uvloop"]
-    server = start_process(name, argv, log_path=workdir / f"{name}-{round_number}.log", cwd=REPO)
+    server = start_process(name, argv, log_path=log_path, cwd=REPO)
+    url = f"http://{LOOPBACK}:{port}/"
+    wait_for_http(url, timeout=20, process=server)
+    return server, url
+
+
+def _serve_and_measure(name: str, seconds: int, workdir: Path, round_number: int) -> float:
+    server, url = _start_hello(name, workdir / f"{name}-{round_number}.log")
     try:
-        wait_for_http(f"http://{LOOPBACK}:{port}/", timeout=20, process=server)
-        _wrk_rps(f"http://{LOOPBACK}:{port}/", 1)  # warm-up
-        return _wrk_rps(f"http://{LOOPBACK}:{port}/", seconds)
+        _wrk_rps(url, 1)  # warm-up
+        return _wrk_rps(url, seconds)
     finally:
         server.stop(timeout=10)
 
@@ -147,19 +161,11 @@ def cpu_share_under_load(seconds: int) -> tuple[float, int]:
     counts when its innermost frame is zerodown code. Unlike the throughput ratio, this
     does not depend on the machine being equally fast for two separate runs.
     """
-    if shutil.which("py-spy") is None and not Path(sys.executable).with_name("py-spy").exists():
-        raise SystemExit("py-spy is missing: pip install -r benchmarks/requirements.txt")
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    py_spy = find_tool("py-spy", "py-spy is missing: pip install -r benchmarks/requirements.txt")
     workdir = Path(tempfile.mkdtemp(prefix="zerodown-profile-"))
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "benchmarks.hello_apps:wrapped"]
-    argv += ["--host", LOOPBACK, "--port", str(port), "--no-access-log"]
-    argv += ["--log-level", "warning", "--http", "httptools", "--loop", "uvloop"]
-    server = start_process("wrapped", argv, log_path=workdir / "server.log", cwd=REPO)
+    server, url = _start_hello("wrapped", workdir / "server.log")
     samples = workdir / "samples.txt"
     try:
-        url = f"http://{LOOPBACK}:{port}/"
-        wait_for_http(url, timeout=20, process=server)
         load = subprocess.Popen(
             ["wrk", "-t1", "-c32", f"-d{seconds + 2}s", url], stdout=subprocess.DEVNULL
         )

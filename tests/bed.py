@@ -20,7 +20,14 @@ from pathlib import Path
 
 from zerodown._haproxy import Backend, HAProxy, HealthCheck, start_haproxy
 from zerodown._load import LoadPlan, LoadRun, start_load
-from zerodown._procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_http
+from zerodown._procs import (
+    LOOPBACK,
+    ManagedProcess,
+    child_environment,
+    free_port,
+    start_process,
+    wait_for_http,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,14 +51,6 @@ class Service:
     process: ManagedProcess
     port: int
     url: str
-
-
-def app_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of an app under test: ours without stray ``ZERODOWN_*`` settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZERODOWN_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.update(extra or {})
-    return env
 
 
 class ProcessGroup:
@@ -113,7 +112,7 @@ class ProcessGroup:
     ) -> Instance:
         """Run ``python -m <module_argv>`` and wait until ``ready_path`` answers 200."""
         argv = [sys.executable, "-m", *module_argv]
-        process = self.start(module_argv[0], argv, app_environment(env))
+        process = self.start(module_argv[0], argv, child_environment(REPO, env))
         wait_for_http(f"http://{LOOPBACK}:{port}{ready_path}", timeout=30, process=process)
         return Instance(process, port)
 
@@ -238,6 +237,5 @@ __all__ = [
     "LoadPlan",
     "ProcessGroup",
     "Service",
-    "app_environment",
     "start_postgres",
 ]

@@ -17,7 +17,9 @@ from tests.bed import Instance, ProcessGroup
 EXAMPLES = ["examples.starlette_app:app", "examples.fastapi_app:app"]
 
 
-def get(port: int, path: str, connection: http.client.HTTPConnection | None = None):  # type: ignore[no-untyped-def]
+def get(
+    port: int, path: str, connection: http.client.HTTPConnection | None = None
+) -> tuple[int, str | None, bytes]:
     own = connection is None
     connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     connection.request("GET", path)

