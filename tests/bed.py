@@ -87,8 +87,9 @@ class ProcessGroup:
     ) -> Instance:
         port = free_port()
         # Keep-alive above HAProxy's idle pool lifetime, as the docs advise for any proxy.
-        argv = ["uvicorn", app, "--host", LOOPBACK, "--port", str(port)]
-        return self._serve(port, [*argv, "--timeout-keep-alive", "30", *args], env, ready_path)
+        argv = [sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(port)]
+        argv += ["--timeout-keep-alive", "30", *args]
+        return self._serve("uvicorn", port, argv, env, ready_path)
 
     def gunicorn(
         self,
@@ -99,20 +100,22 @@ class ProcessGroup:
         ready_path: str = "/livez",
     ) -> Instance:
         port = free_port()
+        # The console script, not `python -m gunicorn`: a USR2 upgrade re-executes argv[0].
         # One control socket path is shared by every master on a host (reference/baseline.md).
-        argv = ["gunicorn", app, "--bind", f"{LOOPBACK}:{port}", "--no-control-socket", *args]
-        return self._serve(port, argv, env, ready_path)
+        argv = [str(Path(sys.executable).with_name("gunicorn")), app]
+        argv += ["--bind", f"{LOOPBACK}:{port}", "--no-control-socket", *args]
+        return self._serve("gunicorn", port, argv, env, ready_path)
 
     def _serve(
         self,
+        name: str,
         port: int,
-        module_argv: Sequence[str],
+        argv: Sequence[str],
         env: Mapping[str, str] | None,
         ready_path: str,
     ) -> Instance:
-        """Run ``python -m <module_argv>`` and wait until ``ready_path`` answers 200."""
-        argv = [sys.executable, "-m", *module_argv]
-        process = self.start(module_argv[0], argv, child_environment(REPO, env))
+        """Run ``argv`` and wait until ``ready_path`` answers 200."""
+        process = self.start(name, argv, child_environment(REPO, env))
         wait_for_http(f"http://{LOOPBACK}:{port}{ready_path}", timeout=30, process=process)
         return Instance(process, port)
 

@@ -4,6 +4,8 @@ import subprocess
 import sys
 import types
 
+import pytest
+
 import zerodown
 
 OPTIONAL = (
@@ -18,8 +20,11 @@ OPTIONAL = (
 )
 
 
-def test_importing_zerodown_imports_no_optional_dependency() -> None:
-    code = f"import sys, zerodown; print(','.join(m for m in {OPTIONAL!r} if m in sys.modules))"
+@pytest.mark.parametrize("module", ["zerodown", "zerodown.gunicorn"])
+def test_importing_zerodown_imports_no_optional_dependency(module: str) -> None:
+    # A Flask app's gunicorn config must work without uvicorn or uvicorn-worker installed.
+    listed = (*OPTIONAL, "uvicorn_worker", "gunicorn")
+    code = f"import sys, {module}; print(','.join(m for m in {listed!r} if m in sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

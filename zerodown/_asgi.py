@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from time import monotonic
 
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import Probe, ProbePaths, answer_probe
+from ._probes import Probe, ProbePaths, answer_probe, prestop_wait
 from ._signals import install_signal_relay
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,13 +45,25 @@ class ASGIMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: an app request once the server is up. It counts in the lifecycle's
-        # table directly because each Python call costs about as much as the whole count.
+        # table and wraps ``send`` inline because on this path each Python call costs about
+        # as much as the whole count.
         if self._serving and scope["type"] == "http" and scope["path"] not in self._probes:
+            lifecycle = self.lifecycle
+
+            # Retiring each kept-alive connection after a complete response moves pooled
+            # clients and proxies to another instance without the race of closing an idle
+            # one. A plain function returning the server's awaitable, not a coroutine: an
+            # extra coroutine frame per message costs more than the check.
+            def send_closing(message: Message) -> Awaitable[None]:
+                if lifecycle._leaving and message["type"] == "http.response.start":
+                    message = _with_connection_close(message)
+                return send(message)
+
             active = self._active
             token = next(self._tokens)
             active[token] = monotonic()
             try:
-                await self.app(scope, receive, _closing_when_draining(send, self.lifecycle))
+                await self.app(scope, receive, send_closing)
             finally:
                 active.pop(token, None)
             return
@@ -68,11 +81,12 @@ class ASGIMiddleware:
             self._serving_without_lifespan()
         if kind == "http":
             probe = self._probes.get(scope["path"])
-            if probe is not None:
+            if probe is None:
+                await self(scope, receive, send)
+            else:
                 await self._answer_probe(probe, scope, send)
-                return
-            send = _closing_when_draining(send, self.lifecycle)
-        elif kind != "websocket":
+            return
+        if kind != "websocket":
             await self.app(scope, receive, send)
             return
         token = self.lifecycle.request_started()
@@ -82,7 +96,11 @@ class ASGIMiddleware:
             self.lifecycle.request_finished(token)
 
     async def _answer_probe(self, probe: Probe, scope: Scope, send: Send) -> None:
-        answer = answer_probe(probe, scope["method"], self.lifecycle)
+        method = scope["method"]
+        if probe is Probe.PRESTOP:
+            await asyncio.sleep(prestop_wait(method, self.lifecycle))
+        query = scope.get("query_string", b"").decode("latin-1")
+        answer = answer_probe(probe, method, self.lifecycle, query)
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
@@ -142,30 +160,14 @@ class ASGIMiddleware:
         await send({"type": "lifespan.shutdown.complete"})
 
     def _started(self) -> None:
-        if self._handle_signals:
+        if self._handle_signals and self.lifecycle.shutdown_driven_by is None:
             install_signal_relay(self.lifecycle)
         self.lifecycle.mark_ready()
 
 
-def _closing_when_draining(send: Send, lifecycle: Lifecycle) -> Send:
-    """Add ``connection: close`` to a response started while draining.
-
-    Retiring each kept-alive connection after a complete response moves pooled clients and
-    proxies to another instance without the race of closing an idle connection.
-    """
-
-    # A plain function returning the server's awaitable, not a coroutine: on the hot path an
-    # extra coroutine frame per message costs more than the check itself. The bool comes
-    # first because it is nearly always False.
-    def send_closing(message: Message) -> Awaitable[None]:
-        if lifecycle._draining and message["type"] == "http.response.start":
-            headers = [
-                (name, value)
-                for name, value in message.get("headers", ())
-                if name.lower() != b"connection"
-            ]
-            headers.append((b"connection", b"close"))
-            message = {**message, "headers": headers}
-        return send(message)
-
-    return send_closing
+def _with_connection_close(message: Message) -> Message:
+    headers = [
+        (name, value) for name, value in message.get("headers", ()) if name.lower() != b"connection"
+    ]
+    headers.append((b"connection", b"close"))
+    return {**message, "headers": headers}

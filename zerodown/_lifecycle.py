@@ -12,6 +12,7 @@ import enum
 import inspect
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,15 @@ class Phase(enum.StrEnum):
     READY = "ready"
     DRAINING = "draining"
     STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessLoad:
+    """One server process's in-flight requests."""
+
+    pid: int
+    in_flight: int
+    oldest_request_age: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +80,11 @@ class Lifecycle:
         )
         self._lock = threading.Lock()
         self._phase = Phase.STARTING
-        # Kept beside the phase because the hot path reads it: on Python 3.11 looking up an
-        # enum member costs several times more than the rest of the check.
         self._draining = False
+        # Draining or retiring: responses should close their connections. Kept apart from the
+        # phase because the hot path reads it: on Python 3.11 looking up an enum member costs
+        # several times more than the rest of the check.
+        self._leaving = False
         self._draining_since: float | None = None
         # Insertion order is start order, so the first entry is the oldest request.
         self._active: dict[int, float] = {}
@@ -80,6 +92,10 @@ class Lifecycle:
         self._on_draining: list[DrainingCallback] = []
         self._on_shutdown: list[_RegisteredCallback] = []
         self._shutdown_started = False
+        self._loads_of_all_processes: Callable[[], list[ProcessLoad]] | None = None
+        #: Set by a server integration that owns the shutdown sequence of the whole server
+        #: (the gunicorn hooks): the middleware then installs no signal handling of its own.
+        self.shutdown_driven_by: str | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -89,8 +105,13 @@ class Lifecycle:
 
     @property
     def is_draining(self) -> bool:
-        """True from the first SIGTERM on: responses should carry ``Connection: close``."""
+        """True from the first SIGTERM on: readiness fails."""
         return self._draining
+
+    @property
+    def is_leaving(self) -> bool:
+        """True once this process drains or retires: responses carry ``Connection: close``."""
+        return self._leaving
 
     @property
     def in_flight(self) -> int:
@@ -99,19 +120,44 @@ class Lifecycle:
     @property
     def oldest_request_age(self) -> float | None:
         """Seconds the oldest in-flight request has been running, or None when idle."""
+        started = self.oldest_request_started
+        return None if started is None else time.monotonic() - started
+
+    @property
+    def oldest_request_started(self) -> float | None:
+        """``time.monotonic()`` when the oldest in-flight request started, or None when idle."""
         for _ in range(100):
             try:
-                started = next(iter(self._active.values()), None)
+                return next(iter(self._active.values()), None)
             except RuntimeError:  # another thread changed the dict mid-read
                 continue
-            return None if started is None else time.monotonic() - started
         return None
+
+    def process_loads(self) -> list[ProcessLoad]:
+        """The in-flight requests of every process of this server, this one first.
+
+        Just this process unless a server integration shares the counts of its siblings
+        (the gunicorn hooks do, through memory shared by the workers).
+        """
+        own = ProcessLoad(os.getpid(), self.in_flight, self.oldest_request_age)
+        if self._loads_of_all_processes is None:
+            return [own]
+        return [own, *(load for load in self._loads_of_all_processes() if load.pid != own.pid)]
+
+    def share_loads(self, loads_of_all_processes: Callable[[], list[ProcessLoad]]) -> None:
+        """Let :meth:`process_loads` include sibling processes (for server integrations)."""
+        self._loads_of_all_processes = loads_of_all_processes
 
     @property
     def draining_for(self) -> float | None:
         """Seconds since draining started, or None before it."""
         since = self._draining_since
         return None if since is None else time.monotonic() - since
+
+    @property
+    def delay_left(self) -> float:
+        """Seconds of ``shutdown_delay`` still to serve (all of it before draining)."""
+        return max(0.0, self.settings.shutdown_delay - (self.draining_for or 0.0))
 
     # -- requests ------------------------------------------------------------------------
 
@@ -147,6 +193,7 @@ class Lifecycle:
                 return False
             self._phase = Phase.DRAINING
             self._draining = True
+            self._leaving = True
             self._draining_since = time.monotonic()
             callbacks = list(self._on_draining)
         age = self.oldest_request_age
@@ -163,6 +210,19 @@ class Lifecycle:
                 callback()
             except Exception:
                 logger.exception("zerodown: on_draining callback %r failed", callback)
+        return True
+
+    def start_retiring(self, reason: str) -> bool:
+        """This process is being replaced while the service stays up (a worker recycled or
+        reloaded): close connections after each response, keep readiness as it is.
+
+        True only for the call that started it; draining implies retiring.
+        """
+        with self._lock:
+            if self._leaving:
+                return False
+            self._leaving = True
+        logger.info("zerodown: %s; retiring: responses now close their connections", reason)
         return True
 
     # -- callbacks -----------------------------------------------------------------------
@@ -204,6 +264,7 @@ class Lifecycle:
             if not self._draining:
                 self._phase = Phase.DRAINING
                 self._draining = True
+                self._leaving = True
                 self._draining_since = time.monotonic()
         for registered in reversed(self._on_shutdown):
             await _run_bounded(registered)

@@ -49,19 +49,19 @@ class Settings:
     ) -> Settings:
         env = os.environ if environ is None else environ
         env_disabled = _read_bool(env, "ZERODOWN_DISABLED")
-        delay = _read_seconds(shutdown_delay, env, "ZERODOWN_SHUTDOWN_DELAY")
-        drain = _read_seconds(drain_timeout, env, "ZERODOWN_DRAIN_TIMEOUT")
-        callback = _read_seconds(callback_timeout, env, "ZERODOWN_CALLBACK_TIMEOUT")
+        delay = read_seconds(shutdown_delay, env, "ZERODOWN_SHUTDOWN_DELAY")
+        drain = read_seconds(drain_timeout, env, "ZERODOWN_DRAIN_TIMEOUT")
+        callback = read_seconds(callback_timeout, env, "ZERODOWN_CALLBACK_TIMEOUT")
         return cls(
             shutdown_delay=DEFAULT_SHUTDOWN_DELAY if delay is None else delay,
             drain_timeout=DEFAULT_DRAIN_TIMEOUT if drain is None else drain,
             callback_timeout=DEFAULT_CALLBACK_TIMEOUT if callback is None else callback,
-            grace_period=_read_seconds(grace_period, env, "ZERODOWN_GRACE_PERIOD"),
+            grace_period=read_seconds(grace_period, env, "ZERODOWN_GRACE_PERIOD"),
             disabled=bool(env_disabled) or bool(disabled),
         )
 
 
-def _read_seconds(argument: float | None, env: Mapping[str, str], name: str) -> float | None:
+def read_seconds(argument: float | None, env: Mapping[str, str], name: str) -> float | None:
     """The argument if given, else the variable ``name``, else None."""
     if argument is not None:
         return _check_seconds(argument, f"the argument for {name}")

@@ -22,7 +22,10 @@ logger = logging.getLogger("zerodown")
 
 SignalHandler = Any  # what signal.getsignal returns: a callable, an int, or None
 _RELAYED = (signal.SIGTERM, signal.SIGINT)
-_FALLBACK_ADVICE = "use a Kubernetes preStop sleep to delay the shutdown instead"
+_FALLBACK_ADVICE = (
+    "under gunicorn add zerodown's hooks (from zerodown.gunicorn import * in gunicorn.conf.py); "
+    "elsewhere delay the shutdown with a Kubernetes preStop sleep or zerodown's preStop endpoint"
+)
 
 
 class ServerSignalRelay:
@@ -45,6 +48,7 @@ class ServerSignalRelay:
         self._server_handlers = server_handlers
         self._timer: asyncio.TimerHandle | None = None
         self._handed_over = False
+        self._signalled = False
 
     def install(self) -> None:
         for signum in self._server_handlers:
@@ -60,12 +64,15 @@ class ServerSignalRelay:
             self._hand_over(signum)
             return
         name = signal.Signals(signum).name
-        first = self._lifecycle.start_draining(f"{name} received")
-        delay = self._lifecycle.settings.shutdown_delay
-        if first and signum == signal.SIGTERM and delay > 0:
+        first_signal = not self._signalled
+        self._signalled = True
+        self._lifecycle.start_draining(f"{name} received")
+        # A preStop call may have started the delay already.
+        delay = self._lifecycle.delay_left
+        if first_signal and signum == signal.SIGTERM and delay > 0:
             self._timer = self._loop.call_later(delay, self._hand_over, signum)
             return
-        if not first:
+        if not first_signal:
             logger.warning("zerodown: %s received again; skipping the rest of the delay", name)
         self._hand_over(signum)
 

@@ -7,11 +7,12 @@ signals); under gunicorn both come from its master and its ``pre_request`` hook.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import ProbePaths, answer_probe
+from ._probes import Probe, ProbePaths, answer_probe, prestop_wait
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -42,7 +43,11 @@ class WSGIMiddleware:
             return self.app(environ, start_response)
         probe = self._probes.get(environ.get("PATH_INFO", ""))
         if probe is not None:
-            answer = answer_probe(probe, environ.get("REQUEST_METHOD", "GET"), lifecycle)
+            method = environ.get("REQUEST_METHOD", "GET")
+            if probe is Probe.PRESTOP:
+                # Blocks this worker thread: a preStop call is one request per shutdown.
+                time.sleep(prestop_wait(method, lifecycle))
+            answer = answer_probe(probe, method, lifecycle, environ.get("QUERY_STRING", ""))
             start_response(
                 answer.status_line,
                 [

@@ -1,0 +1,157 @@
+"""gunicorn rotations behind HAProxy under open-loop load, with and without zerodown's hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.bed import HealthCheck, Instance, LoadPlan, ProcessGroup
+from zerodown._load import LoadResult
+
+RATE = 120  # requests/s, 20% of them 300 ms slow
+DURATION = 10.0
+SIGNAL_AT = 3.0
+#: HAProxy needs inter 1s x fall 2, plus up to one interval, to mark a server down.
+SHUTDOWN_DELAY = 4.0
+HOOKS = "python:zerodown.gunicorn_conf"
+FLASK = "examples.flask_app:app"
+STARLETTE = "examples.starlette_app:app"
+# Enough workers that 24 slow requests a second never queue (sync serves one at a time).
+WORKERS = {
+    "sync": (FLASK, ["-k", "sync", "--workers", "12"]),
+    "gthread": (FLASK, ["-k", "gthread", "--workers", "2", "--threads", "8"]),
+    "asgi": (STARLETTE, ["-k", "asgi", "--workers", "2"]),
+    "uvicorn": (STARLETTE, ["-k", "zerodown.gunicorn.UvicornWorker", "--workers", "2"]),
+}
+
+
+def start(procs: ProcessGroup, worker: str, *args: str, hooks: bool) -> Instance:
+    app, worker_args = WORKERS[worker]
+    env = {"ZERODOWN_SHUTDOWN_DELAY": str(SHUTDOWN_DELAY), "ZERODOWN_PROXY_IDLE_TIMEOUT": "0"}
+    # Above HAProxy's idle lifetime for server connections, below graceful_timeout.
+    argv = [*worker_args, "--keep-alive", "30", "--graceful-timeout", "40", *args]
+    if hooks:
+        argv = ["-c", HOOKS, *argv]
+    else:
+        # Without zerodown the app has no probes; the usual health check answers 200
+        # whatever the process is doing.
+        env["ZERODOWN_DISABLED"] = "1"
+    health = "/readyz" if hooks else "/"
+    return procs.gunicorn(app, env=env, args=argv, ready_path=health)
+
+
+def rotate(
+    procs: ProcessGroup, instances: list[Instance], rotation: Callable[[], None], *, hooks: bool
+) -> tuple[LoadResult, float]:
+    """Run the load through HAProxy, call ``rotation()`` after SIGNAL_AT seconds."""
+    health = "/readyz" if hooks else "/"
+    proxy = procs.haproxy(instances, check=HealthCheck(path=health))
+    load = procs.load(LoadPlan(proxy.url, rate=RATE, duration=DURATION, slow_path="/slow?ms=300"))
+    time.sleep(SIGNAL_AT)
+    signalled_at = time.time()
+    rotation()
+    return load.result(timeout=DURATION + 40), signalled_at
+
+
+def assert_no_failures(result: LoadResult, signalled_at: float) -> None:
+    assert len(result.records) >= RATE * DURATION * 0.9, result.describe()
+    assert result.failed == [], result.describe()
+    in_flight = [r for r in result.in_flight_at(signalled_at) if r.path.startswith("/slow")]
+    assert in_flight, "no slow request was in flight at the signal; the scenario proves nothing"
+    assert all(record.status == 200 for record in in_flight)
+
+
+def term_one_of_two(procs: ProcessGroup, worker: str, *, hooks: bool) -> tuple[LoadResult, float]:
+    instances = [start(procs, worker, hooks=hooks) for _ in range(2)]
+    outcome = rotate(
+        procs, instances, lambda: instances[0].process.send_signal(signal.SIGTERM), hooks=hooks
+    )
+    assert instances[0].process.wait(timeout=60) is not None, "the master did not exit"
+    return outcome
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("worker", list(WORKERS))
+def test_term_fails_no_request(procs: ProcessGroup, worker: str) -> None:
+    assert_no_failures(*term_one_of_two(procs, worker, hooks=True))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("worker", list(WORKERS))
+def test_term_without_the_hooks_fails_requests(procs: ProcessGroup, worker: str) -> None:
+    result, _ = term_one_of_two(procs, worker, hooks=False)
+    assert result.failed, f"the baseline must fail requests to prove anything: {result.describe()}"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("worker", ["gthread", "uvicorn"])
+def test_hup_reload_fails_no_request(procs: ProcessGroup, worker: str) -> None:
+    instance = start(procs, worker, hooks=True)
+    result = rotate(
+        procs, [instance], lambda: instance.process.send_signal(signal.SIGHUP), hooks=True
+    )
+    assert_no_failures(*result)
+    assert "Hang up: Master" in instance.process.log_text()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("worker", ["gthread", "uvicorn"])
+def test_max_requests_recycling_fails_no_request(procs: ProcessGroup, worker: str) -> None:
+    # About 60 requests a second per worker: each recycles every few seconds.
+    instance = start(
+        procs, worker, "--max-requests", "150", "--max-requests-jitter", "50", hooks=True
+    )
+    result, _ = rotate(procs, [instance], lambda: None, hooks=True)
+    assert result.failed == [], result.describe()
+    assert instance.process.log_text().count("Booting worker") >= 6, "workers never recycled"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("worker", ["gthread", "uvicorn"])
+def test_usr2_then_term_to_the_old_master_fails_no_request(
+    procs: ProcessGroup, worker: str, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "gunicorn.pid"
+    instance = start(procs, worker, "--pid", str(pidfile), hooks=True)
+
+    def upgrade() -> None:
+        instance.process.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 20
+        while not Path(f"{pidfile}.2").exists():
+            assert time.monotonic() < deadline, "the new master never started"
+            time.sleep(0.1)
+        time.sleep(2.0)  # its workers boot
+        instance.process.send_signal(signal.SIGTERM)
+
+    try:
+        result = rotate(procs, [instance], upgrade, hooks=True)
+        assert instance.process.wait(timeout=60) is not None, "the old master did not exit"
+        assert_no_failures(*result)
+        log = instance.process.log_text()
+        assert "TERM received while a new master" in log
+    finally:
+        _stop_new_master(pidfile)
+
+
+def _stop_new_master(pidfile: Path) -> None:
+    """Stop the master started by USR2, which the process group did not start itself."""
+    for path in (Path(f"{pidfile}.2"), pidfile):
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pid = int(path.read_text().strip())
+            _stop_pid(pid)
+
+
+def _stop_pid(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,86 @@
+"""A uvicorn worker for gunicorn whose stop fits gunicorn's deadline and signal meanings.
+
+The upstream worker (uvicorn-worker 0.4) leaves uvicorn's drain unbounded, so the master's
+SIGKILL at ``graceful_timeout`` cuts the lifespan shutdown, and it maps QUIT to a flag
+uvicorn never reads, so a quick stop serves on until that SIGKILL (server-mechanics §1.9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
+from uvicorn.config import Config
+from uvicorn.server import Server
+from uvicorn_worker import UvicornWorker as _UpstreamWorker  # type: ignore[import-untyped]
+
+from ._lifecycle import Lifecycle, get_lifecycle
+from ._settings import BUDGET_MARGIN
+
+#: The least time left for the drain whatever the callbacks' budget, in seconds.
+MIN_DRAIN = 1
+
+
+def drain_bound(graceful_timeout: float, lifecycle: Lifecycle, configured: int | None) -> int:
+    """uvicorn's drain timeout: what is left of gunicorn's ``graceful_timeout`` once the
+    shutdown callbacks and a margin are set aside, never more than a bound already chosen.
+
+    Whole seconds (uvicorn's setting is an int), rounded down so the deadline holds.
+    """
+    left = graceful_timeout - lifecycle.callbacks_budget - BUDGET_MARGIN / 2
+    bound = max(MIN_DRAIN, math.floor(left))
+    return bound if configured is None else min(bound, configured)
+
+
+class _WorkerServer(Server):
+    """uvicorn's server, stopping as a gunicorn worker should."""
+
+    def __init__(self, config: Config, worker: UvicornWorker) -> None:
+        super().__init__(config)
+        self._worker = worker
+        self._configured_drain = config.timeout_graceful_shutdown
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGINT:
+            self.quick_stop()
+            return
+        super().handle_exit(sig, frame)
+
+    def quick_stop(self) -> None:
+        """gunicorn's QUIT/INT meaning: exit at once, without draining or lifespan shutdown."""
+        self._worker.cfg.worker_int(self._worker)
+        self.should_exit = True
+        self.force_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Computed now: the app registers its shutdown callbacks after the worker started.
+        self.config.timeout_graceful_shutdown = drain_bound(
+            float(self._worker.cfg.graceful_timeout), get_lifecycle(), self._configured_drain
+        )
+        await super().shutdown(sockets)
+
+
+class UvicornWorker(_UpstreamWorker):  # type: ignore[misc]
+    """``gunicorn -k zerodown.gunicorn.UvicornWorker``: uvicorn-worker's worker, plus
+
+    - uvicorn's drain bounded by ``graceful_timeout`` minus the shutdown callbacks' budget,
+      so the lifespan shutdown and the callbacks run before the master's SIGKILL;
+    - QUIT and INT as a quick stop, as for gunicorn's own workers.
+    """
+
+    cfg: Any
+    config: Config
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi
+        server = _WorkerServer(self.config, self)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, server.quick_stop)
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
