@@ -8,7 +8,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from zerodown._procs import (
     child_environment,
     free_port,
     start_process,
+    stop_all,
     wait_for_http,
 )
 
@@ -158,10 +158,7 @@ class ProcessGroup:
         return Service(process, port, f"redis://{LOOPBACK}:{port}/0")
 
     def stop_all(self) -> None:
-        # SIGINT: the quick stop of every server here, skipping zerodown's lame-duck delay.
-        for process in reversed(self.processes):
-            if process.returncode is None:
-                process.stop(signal.SIGINT, timeout=10)
+        stop_all(reversed(self.processes))
 
 
 def _wait_for_port_owner(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:

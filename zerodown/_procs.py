@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
@@ -74,12 +74,18 @@ class ManagedProcess:
             return None
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Signal it, wait up to ``timeout``, then SIGKILL it; returns the exit status."""
+        """Signal it, wait up to ``timeout``, then SIGKILL it; returns the exit status.
+
+        Whatever it left behind in its process group (a gunicorn worker stuck in its own
+        quick stop, a master started by USR2) is killed too.
+        """
         self.send_signal(signum)
         status = self.wait(timeout)
         if status is None:
             self.send_signal(signal.SIGKILL)
             status = self.popen.wait(timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
         return status
 
     def log_text(self) -> str:
@@ -110,6 +116,8 @@ def start_process(
             stderr=subprocess.STDOUT,
             env=None if env is None else dict(env),
             cwd=cwd,
+            # Its own process group, so that stop() can find what it leaves behind.
+            start_new_session=True,
         )
     return ManagedProcess(name, popen, log_path)
 
@@ -151,8 +159,17 @@ def wait_for_http(
     raise TimeoutError(f"{url} did not answer {expect} within {timeout}s (last: {last}){detail}")
 
 
-def stop_all(processes: Sequence[ManagedProcess], timeout: float = 10.0) -> None:
-    """Stop every process that still runs, each by its PID."""
+def stop_all(
+    processes: Iterable[ManagedProcess | None],
+    signum: int = signal.SIGINT,
+    timeout: float = 10.0,
+) -> None:
+    """Stop every process, each by its PID, and what it left in its process group.
+
+    SIGINT by default: the quick stop of every server here, skipping zerodown's lame-duck
+    delay.
+    """
     for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            process.stop(timeout=timeout)
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                process.stop(signum, timeout=timeout)

@@ -18,6 +18,7 @@ from ._procs import (
     child_environment,
     free_port,
     start_process,
+    stop_all,
     wait_for_http,
 )
 
@@ -126,9 +127,7 @@ class _Fleet:
             process.stop(signal.SIGTERM, timeout=timeout)
 
     def stop_all(self) -> None:
-        for process in self.processes:
-            if process is not None and process.returncode is None:
-                process.stop(signal.SIGINT)
+        stop_all(self.processes)
 
 
 def rehearse_rolling(plan: RehearsalPlan, workdir: Path, progress: Progress) -> RehearsalReport:
