@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from ._lifecycle import Lifecycle, ProcessLoad, get_lifecycle
-from ._settings import BUDGET_MARGIN, read_seconds
+from ._settings import read_seconds
 
 logger = logging.getLogger("zerodown")
 
@@ -76,10 +76,8 @@ class SharedState:
     def free_slot(self, used: set[int]) -> int | None:
         return next((slot for slot in range(_SLOTS) if slot not in used), None)
 
-    def publish(self, slot: int, load: ProcessLoad, oldest_started: float | None) -> None:
-        _SLOT.pack_into(
-            self._memory, self._offset(slot), load.pid, load.in_flight, oldest_started or 0.0
-        )
+    def publish(self, slot: int, pid: int, in_flight: int, oldest_started: float | None) -> None:
+        _SLOT.pack_into(self._memory, self._offset(slot), pid, in_flight, oldest_started or 0.0)
 
     def clear(self, slot: int) -> None:
         _SLOT.pack_into(self._memory, self._offset(slot), 0, 0, 0.0)
@@ -189,19 +187,10 @@ def require_verified_gunicorn(version_info: tuple[int, ...], server: Any) -> Non
 
 def budget_problems(cfg: Any, lifecycle: Lifecycle, environ: dict[str, str]) -> list[str]:
     """What in the gunicorn config can fail requests or skip cleanup, and what to change."""
-    problems = []
-    delay = lifecycle.settings.shutdown_delay
     graceful = float(cfg.graceful_timeout)
     keepalive = float(cfg.keepalive)
-    grace = lifecycle.settings.grace_period
-    needed = delay + graceful + BUDGET_MARGIN
-    if grace is not None and needed > grace:
-        problems.append(
-            f"the shutdown can take {needed:g}s (ZERODOWN_SHUTDOWN_DELAY {delay:g}s + "
-            f"graceful_timeout {graceful:g}s + margin {BUDGET_MARGIN:g}s) but "
-            f"ZERODOWN_GRACE_PERIOD is {grace:g}s, so the pod can be killed mid-drain; raise "
-            f"terminationGracePeriodSeconds to at least {needed:.0f} or lower graceful_timeout"
-        )
+    # The workers' shutdown callbacks run inside graceful_timeout; the master has none.
+    problems = lifecycle.budget_problems(drain_timeout=graceful, drain_setting="graceful_timeout")
     worker = str(cfg.worker_class_str)
     if worker == "asgi" and keepalive >= graceful:
         problems.append(
@@ -269,8 +258,9 @@ class WorkerWatch:
         elif self._state.retiring and not lifecycle.is_leaving:
             lifecycle.start_retiring("the gunicorn master hands over to its USR2 successor")
         if self._slot is not None:
-            own = lifecycle.process_loads()[0]
-            self._state.publish(self._slot, own, lifecycle.oldest_request_started)
+            self._state.publish(
+                self._slot, os.getpid(), lifecycle.in_flight, lifecycle.oldest_request_started
+            )
 
 
 # -- the hooks (gunicorn calls them by these names) -------------------------------------

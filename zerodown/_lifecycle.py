@@ -278,10 +278,13 @@ class Lifecycle:
 
     # -- budget --------------------------------------------------------------------------
 
-    def budget_problems(self, *, drain_timeout: float | None = None) -> list[str]:
+    def budget_problems(
+        self, *, drain_timeout: float | None = None, drain_setting: str = "ZERODOWN_DRAIN_TIMEOUT"
+    ) -> list[str]:
         """What does not fit in the grace period; empty when it fits or none is known.
 
-        ``drain_timeout`` is the server's own bound on the drain where it has one.
+        ``drain_timeout`` is the server's own bound on the drain where it has one, set by
+        ``drain_setting`` (named in the advice).
         """
         grace = self.settings.grace_period
         if grace is None:
@@ -297,7 +300,7 @@ class Lifecycle:
             f"{drain:g}s + shutdown callbacks {callbacks:g}s + margin {BUDGET_MARGIN:g}s) but "
             f"ZERODOWN_GRACE_PERIOD is {grace:g}s, so the process can be killed mid-drain; "
             f"raise terminationGracePeriodSeconds to at least {needed:.0f} or lower "
-            "ZERODOWN_SHUTDOWN_DELAY / ZERODOWN_DRAIN_TIMEOUT"
+            f"ZERODOWN_SHUTDOWN_DELAY / {drain_setting}"
         ]
 
 
