@@ -10,7 +10,7 @@ import asyncio
 from fastapi import FastAPI, Query, Response
 
 import zerodown
-from examples._common import MAX_SLEEP_MS, RELEASE
+from examples._common import MAX_SLEEP_MS, RELEASE, register_checks
 
 api = FastAPI()
 
@@ -28,4 +28,5 @@ async def slow(response: Response, ms: int = Query(100, ge=0, le=MAX_SLEEP_MS)) 
     return {"slept_ms": ms}
 
 
+register_checks(zerodown.get_health())
 app = zerodown.ASGIMiddleware(api)

@@ -10,10 +10,11 @@ import time
 from flask import Flask, Response, jsonify, request
 
 import zerodown
-from examples._common import RELEASE, sleep_ms
+from examples._common import RELEASE, register_checks, sleep_ms
 
 app = Flask(__name__)
 app.wsgi_app = zerodown.WSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+register_checks(zerodown.get_health())
 
 
 @app.get("/")

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import zerodown
-from examples._common import RELEASE, sleep_ms
+from examples._common import RELEASE, register_checks, sleep_ms
 
 
 async def index(request: Request) -> JSONResponse:
@@ -29,4 +29,5 @@ async def slow(request: Request) -> JSONResponse:
     return JSONResponse({"slept_ms": ms}, headers={"X-Release": RELEASE})
 
 
+register_checks(zerodown.get_health())
 app = zerodown.ASGIMiddleware(Starlette(routes=[Route("/", index), Route("/slow", slow)]))

@@ -144,13 +144,14 @@ class ProcessGroup:
         self._track(run.process)
         return run
 
-    def redis(self) -> Service:
+    def redis(self, port: int | None = None) -> Service:
+        """A redis-server on a free port, or on ``port`` to start one again where it was."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("redis-server is missing: run `bash scripts/zd setup`")
-        port = free_port()
+        port = port or free_port()
         data = self.workdir / f"redis-{port}"
-        data.mkdir()
+        data.mkdir(exist_ok=True)
         argv = [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly"]
         argv += ["no", "--dir", str(data)]
         process = self.start("redis", argv)

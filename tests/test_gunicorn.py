@@ -28,10 +28,12 @@ WORKERS = {
 }
 
 
-def get(port: int, path: str, method: str = "GET") -> tuple[int, str | None, bytes]:
+def get(
+    port: int, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, str | None, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection.request(method, path)
+        connection.request(method, path, headers=headers or {})
         response = connection.getresponse()
         return response.status, response.getheader("connection"), response.read()
     finally:
@@ -103,13 +105,14 @@ def test_a_second_term_skips_the_rest_of_the_delay(procs: ProcessGroup) -> None:
 
 
 def test_readiness_counts_in_flight_requests_of_every_worker(procs: ProcessGroup) -> None:
-    instance = start(procs, "gthread")
+    instance = start(procs, "gthread", ZERODOWN_HEALTH_TOKEN="s3cret")
     slow = threading.Thread(target=get, args=(instance.port, "/slow?ms=3000"))
     slow.start()
+    token = {"Authorization": "Bearer s3cret"}
     try:
         deadline = time.monotonic() + 5
         while True:
-            body = json.loads(get(instance.port, "/readyz?verbose")[2])
+            body = json.loads(get(instance.port, "/readyz?verbose", headers=token)[2])
             if body["inFlight"] == 1:
                 break
             assert time.monotonic() < deadline, f"the slow request was never counted: {body}"
@@ -253,3 +256,24 @@ def test_the_uvicorn_drain_leaves_room_for_the_callbacks() -> None:
     assert drain_bound(30, lifecycle, None) == 21
     assert drain_bound(30, lifecycle, 10) == 10
     assert drain_bound(5, lifecycle, None) == 1
+
+
+def test_liveness_fails_when_every_other_gthread_thread_is_stuck(procs: ProcessGroup) -> None:
+    instance = procs.gunicorn(
+        "tests.apps.stuck_wsgi:app",
+        env={"ZERODOWN_PROXY_IDLE_TIMEOUT": "0"},
+        args=["-c", HOOKS, "-k", "gthread", "--threads", "3", "--workers", "1"],
+        ready_path="/livez",
+    )
+    stuck = [threading.Thread(target=get, args=(instance.port, "/slow?ms=2500")) for _ in range(2)]
+    for thread in stuck:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        status, _, body = get(instance.port, "/livez")
+        assert status == 503, body
+        assert get(instance.port, "/readyz")[0] == 200
+    finally:
+        for thread in stuck:
+            thread.join(timeout=10)
+    assert get(instance.port, "/livez")[0] == 200

@@ -1,7 +1,9 @@
 """zerodown: rotate WSGI and ASGI apps with zero failed requests and no lost sessions."""
 
+from . import health as health  # the module: zerodown.health.postgres(...)
 from ._asgi import ASGIMiddleware
 from ._errors import ConfigurationError, ZerodownError
+from ._health import Check, CheckResult, Health, get_health
 from ._lifecycle import Lifecycle, Phase, get_lifecycle
 from ._probes import ProbePaths
 from ._settings import Settings
@@ -11,7 +13,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ASGIMiddleware",
+    "Check",
+    "CheckResult",
     "ConfigurationError",
+    "Health",
     "Lifecycle",
     "Phase",
     "ProbePaths",
@@ -19,5 +24,6 @@ __all__ = [
     "WSGIMiddleware",
     "ZerodownError",
     "__version__",
+    "get_health",
     "get_lifecycle",
 ]

@@ -7,8 +7,10 @@ import logging
 from collections.abc import Awaitable
 from time import monotonic
 
+from ._checks import event_loop_lag
+from ._health import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import Probe, ProbePaths, answer_probe, prestop_wait
+from ._probes import Probe, ProbePaths, ProbeRequest, answer_probe, checks_for, prestop_wait
 from ._signals import install_signal_relay
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,9 +21,11 @@ class ASGIMiddleware:
     """Wrap an ASGI app so that it can be rotated without failed requests.
 
     ``app = zerodown.ASGIMiddleware(app)`` or ``app.add_middleware(zerodown.ASGIMiddleware)``.
-    The probe paths are answered here and never reach the app. On the server's lifespan
-    startup it installs the delayed SIGTERM handling (``handle_signals=False`` leaves
-    signals alone, for servers whose stop is driven from elsewhere).
+    The probe paths (and ``/readyz/NAME`` for one check) are answered here and never reach
+    the app; their checks come from ``health`` (the process's registry by default), to
+    which this adds an event-loop lag liveness check. On the server's lifespan startup it
+    installs the delayed SIGTERM handling (``handle_signals=False`` leaves signals alone,
+    for servers whose stop is driven from elsewhere).
     """
 
     def __init__(
@@ -29,12 +33,17 @@ class ASGIMiddleware:
         app: ASGIApp,
         *,
         lifecycle: Lifecycle | None = None,
+        health: Health | None = None,
         probe_paths: ProbePaths | None = None,
         handle_signals: bool = True,
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle or get_lifecycle()
-        self._probes = (probe_paths or ProbePaths()).table()
+        self.health = health or get_health()
+        self.health.add_process_check(event_loop_lag())
+        self._paths = probe_paths or ProbePaths()
+        self._probes = self._paths.table()
+        self._check_prefixes = self._paths.check_prefixes()
         self._handle_signals = handle_signals
         self._disabled = self.lifecycle.settings.disabled
         # Set once the server ran the lifespan, or served without one; gates the hot path.
@@ -47,7 +56,12 @@ class ASGIMiddleware:
         # The hot path: an app request once the server is up. It counts in the lifecycle's
         # table and wraps ``send`` inline because on this path each Python call costs about
         # as much as the whole count.
-        if self._serving and scope["type"] == "http" and scope["path"] not in self._probes:
+        if (
+            self._serving
+            and scope["type"] == "http"
+            and scope["path"] not in self._probes
+            and not scope["path"].startswith(self._check_prefixes)
+        ):
             lifecycle = self.lifecycle
 
             # Retiring each kept-alive connection after a complete response moves pooled
@@ -80,11 +94,11 @@ class ASGIMiddleware:
         if not self._serving:
             self._serving_without_lifespan()
         if kind == "http":
-            probe = self._probes.get(scope["path"])
-            if probe is None:
+            route = self._paths.route(scope["path"])
+            if route is None:
                 await self(scope, receive, send)
             else:
-                await self._answer_probe(probe, scope, send)
+                await self._answer_probe(*route, scope, send)
             return
         if kind != "websocket":
             await self.app(scope, receive, send)
@@ -95,12 +109,24 @@ class ASGIMiddleware:
         finally:
             self.lifecycle.request_finished(token)
 
-    async def _answer_probe(self, probe: Probe, scope: Scope, send: Send) -> None:
+    async def _answer_probe(
+        self, probe: Probe, check_name: str | None, scope: Scope, send: Send
+    ) -> None:
         method = scope["method"]
         if probe is Probe.PRESTOP:
             await asyncio.sleep(prestop_wait(method, self.lifecycle))
-        query = scope.get("query_string", b"").decode("latin-1")
-        answer = answer_probe(probe, method, self.lifecycle, query)
+        client = scope.get("client")
+        request = ProbeRequest(
+            probe,
+            method,
+            check_name,
+            scope.get("query_string", b"").decode("latin-1"),
+            next((v for k, v in scope["headers"] if k.lower() == b"authorization"), None),
+            client[0] if client else None,
+        )
+        checks = checks_for(request, self.lifecycle, self.health)
+        report = None if checks is None else await self.health.run(checks)
+        answer = answer_probe(request, self.lifecycle, self.health, report)
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
@@ -160,6 +186,7 @@ class ASGIMiddleware:
         await send({"type": "lifespan.shutdown.complete"})
 
     def _started(self) -> None:
+        self.health.start(asyncio.get_running_loop())
         if self._handle_signals and self.lifecycle.shutdown_driven_by is None:
             install_signal_relay(self.lifecycle)
         self.lifecycle.mark_ready()

@@ -297,6 +297,7 @@ def post_fork(server: Any, worker: Any) -> None:
         return
     lifecycle = get_lifecycle()
     lifecycle.shutdown_driven_by = "gunicorn"
+    lifecycle.worker_threads = max(1, int(getattr(worker.cfg, "threads", 1) or 1))
     lifecycle.share_loads(shared_state.loads)
     WorkerWatch(shared_state, lifecycle, getattr(worker, SLOT_ATTRIBUTE, None)).start()
 

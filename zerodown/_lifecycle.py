@@ -96,6 +96,9 @@ class Lifecycle:
         #: Set by a server integration that owns the shutdown sequence of the whole server
         #: (the gunicorn hooks): the middleware then installs no signal handling of its own.
         self.shutdown_driven_by: str | None = None
+        #: Threads that serve requests in this process, when a server integration knows
+        #: (the gunicorn hooks set gunicorn's ``threads``).
+        self.worker_threads: int | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -132,6 +135,16 @@ class Lifecycle:
             except RuntimeError:  # another thread changed the dict mid-read
                 continue
         return None
+
+    def requests_older_than(self, seconds: float) -> int:
+        """How many in-flight requests started more than ``seconds`` ago."""
+        since = time.monotonic() - seconds
+        for _ in range(100):
+            try:
+                return sum(1 for started in self._active.values() if started < since)
+            except RuntimeError:  # another thread changed the dict mid-read
+                continue
+        return 0
 
     def process_loads(self) -> list[ProcessLoad]:
         """The in-flight requests of every process of this server, this one first.

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
+from ._health import LIVENESS, READINESS, STARTUP, Check, CheckResult, Health, Report
 from ._lifecycle import Lifecycle, Phase
+from ._redact import redact
 
 
 class Probe(enum.Enum):
@@ -16,6 +20,10 @@ class Probe(enum.Enum):
     READINESS = "readyz"
     STARTUP = "startupz"
     PRESTOP = "prestop"
+
+
+#: The check group each probe runs.
+_GROUPS = {Probe.LIVENESS: LIVENESS, Probe.READINESS: READINESS, Probe.STARTUP: STARTUP}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,25 @@ class ProbePaths:
         )
         return {path: probe for path, probe in pairs if path is not None}
 
+    def check_prefixes(self) -> tuple[str, ...]:
+        """Where one check of a probe answers: ``/readyz/`` for ``/readyz/NAME``."""
+        return tuple(f"{path}/" for path, probe in self.table().items() if probe in _GROUPS)
+
+    def route(self, path: str) -> tuple[Probe, str | None] | None:
+        """The probe at ``path`` and the check it names, if any; None for the app's paths.
+
+        Everything under a check prefix is a probe's (an unknown name is answered 404), so
+        this agrees with the middleware's hot-path test of ``table`` and ``check_prefixes``.
+        """
+        table = self.table()
+        probe = table.get(path)
+        if probe is not None:
+            return probe, None
+        for base, probe in table.items():
+            if probe in _GROUPS and path.startswith(f"{base}/"):
+                return probe, path[len(base) + 1 :]
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class ProbeAnswer:
@@ -59,6 +86,18 @@ class ProbeAnswer:
     @property
     def status_line(self) -> str:
         return f"{self.status} {HTTPStatus(self.status).phrase}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRequest:
+    """One probe request, as the ASGI and WSGI middleware both see it."""
+
+    probe: Probe
+    method: str
+    check_name: str | None = None
+    query_string: str = ""
+    authorization: bytes | None = None
+    client_host: str | None = None
 
 
 _ALLOWED_METHODS = frozenset({"GET", "HEAD"})
@@ -77,28 +116,67 @@ def prestop_wait(method: str, lifecycle: Lifecycle) -> float:
     return lifecycle.delay_left
 
 
-def answer_probe(
-    probe: Probe, method: str, lifecycle: Lifecycle, query_string: str = ""
-) -> ProbeAnswer:
-    """The response to one probe request; the body is empty for HEAD.
+def checks_for(request: ProbeRequest, lifecycle: Lifecycle, health: Health) -> list[Check] | None:
+    """The checks this probe request runs; None when it names a check the probe lacks.
 
-    ``?verbose`` adds the in-flight requests of every process of the server. Other query
-    parameters are ignored.
+    Readiness asks no dependency while the process starts or drains: the phase decides.
+    Until the startup checks passed once, readiness and startup run them.
     """
+    group = _GROUPS.get(request.probe)
+    if request.method not in _ALLOWED_METHODS or group is None:
+        return []
+    if request.check_name is not None:
+        return health.select((group,), only=request.check_name)
+    exclude = _query_values(request.query_string, "exclude")
+    if request.probe is Probe.LIVENESS:
+        return health.select((LIVENESS,), exclude=exclude)
+    phase = lifecycle.phase
+    if phase is Phase.STARTING or (request.probe is Probe.READINESS and phase is not Phase.READY):
+        return []
+    groups = set() if health.startup_passed else {STARTUP}
+    if request.probe is Probe.READINESS:
+        groups.add(READINESS)
+    return health.select(groups, exclude=exclude)
+
+
+def answer_probe(
+    request: ProbeRequest, lifecycle: Lifecycle, health: Health, report: Report | None
+) -> ProbeAnswer:
+    """The response to a probe request, given the report of :func:`checks_for`'s checks.
+
+    Without authorization the body holds only the status, the phase and the version.
+    With it, the checks (when one does not pass, or on ``?verbose``) and, on ``?verbose``,
+    the in-flight requests of every process of the server.
+    """
+    method = request.method
     if method not in _ALLOWED_METHODS:
         body: dict[str, object] = {
             "status": "fail",
             "output": f"{method} is not allowed here; probes answer GET and HEAD",
         }
         return _answer(HTTPStatus.METHOD_NOT_ALLOWED, body, lifecycle, method, allow=True)
+    if report is None:
+        body = {"status": "fail", "output": "this probe has no check of that name"}
+        return _answer(HTTPStatus.NOT_FOUND, body, lifecycle, method)
     phase = lifecycle.phase
-    passing = _passes(probe, phase)
-    body = {"status": "pass" if passing else "fail", "phase": phase.value}
-    verbose = _asks_verbose(query_string)
-    if verbose or phase is Phase.DRAINING:
-        loads = lifecycle.process_loads()
+    if request.check_name is None:
+        if request.probe in (Probe.READINESS, Probe.STARTUP) and phase is not Phase.STARTING:
+            health.note_startup(report)
+        passing = _passes(request.probe, phase, health) and report.status != "fail"
+    else:
+        passing = report.status != "fail"
+    body = {"status": report.status if passing else "fail"}
+    body.update(_identity(health))
+    if request.check_name is None:
+        body["phase"] = phase.value
+    verbose = bool(_query_values(request.query_string, "verbose") - {"0", "false", "no"})
+    loads = lifecycle.process_loads() if verbose or phase is Phase.DRAINING else []
+    if request.check_name is None and loads:
         body["inFlight"] = sum(load.in_flight for load in loads)
-        if verbose:
+    if health.authorizes(request.authorization, request.client_host):
+        if report.results and (verbose or report.status != "pass"):
+            body["checks"] = {check.name: [_check_body(check, r)] for check, r in report.results}
+        if verbose and request.check_name is None:
             body["processes"] = [
                 {
                     "pid": load.pid,
@@ -113,20 +191,64 @@ def answer_probe(
     return _answer(status, body, lifecycle, method)
 
 
-def _asks_verbose(query_string: str) -> bool:
-    for name, value in parse_qsl(query_string, keep_blank_values=True):
-        if name == "verbose":
-            return value.lower() not in ("0", "false", "no")
-    return False
+def _query_values(query_string: str, name: str) -> set[str]:
+    """Every value of ``name`` in the query (a bare ``?verbose`` gives the empty string)."""
+    return {
+        value.lower() if name == "verbose" else value
+        for key, value in parse_qsl(query_string, keep_blank_values=True)
+        if key == name
+    }
 
 
-def _passes(probe: Probe, phase: Phase) -> bool:
+def _passes(probe: Probe, phase: Phase, health: Health) -> bool:
     if probe is Probe.LIVENESS or probe is Probe.PRESTOP:
         # A draining process is healthy: failing liveness would get it killed mid-drain.
         return True
     if probe is Probe.READINESS:
-        return phase is Phase.READY
-    return phase is not Phase.STARTING
+        return phase is Phase.READY and health.startup_passed
+    return phase is not Phase.STARTING and health.startup_passed
+
+
+def _identity(health: Health) -> dict[str, object]:
+    pairs = (
+        ("version", health.version),
+        ("releaseId", health.release_id),
+        ("serviceId", health.service_id),
+    )
+    return {key: value for key, value in pairs if value is not None}
+
+
+def _check_body(check: Check, result: CheckResult) -> dict[str, object]:
+    """One check in the IETF health-check format, secrets redacted."""
+    item: dict[str, object] = {
+        "componentType": check.component_type,
+        "status": check.shown_status(result),
+        "time": datetime.fromtimestamp(result.finished_at, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+    }
+    if result.observed_value is not None:
+        item["observedValue"] = result.observed_value
+    if result.observed_unit is not None:
+        item["observedUnit"] = result.observed_unit
+    if result.output:
+        item["output"] = result.output
+    item.update(result.details)
+    redacted = _redacted(item, check.secrets)
+    assert isinstance(redacted, dict)
+    return redacted
+
+
+def _redacted(value: object, secrets: Collection[str]) -> object:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {str(key): _redacted(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item, secrets) for item in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact(str(value), secrets)
 
 
 def _answer(

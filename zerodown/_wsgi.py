@@ -11,8 +11,10 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from ._checks import stuck_threads
+from ._health import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import Probe, ProbePaths, answer_probe, prestop_wait
+from ._probes import Probe, ProbePaths, ProbeRequest, answer_probe, checks_for, prestop_wait
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -22,7 +24,8 @@ class WSGIMiddleware:
     """Wrap a WSGI app: ``app.wsgi_app = zerodown.WSGIMiddleware(app.wsgi_app)`` for Flask.
 
     The app counts as started once it is wrapped: WSGI servers load the app before they
-    serve it. Thread-safe.
+    serve it. Checks come from ``health`` (the process's registry by default), to which
+    this adds a stuck-worker-threads liveness check. Thread-safe.
     """
 
     def __init__(
@@ -30,24 +33,40 @@ class WSGIMiddleware:
         app: WSGIApplication,
         *,
         lifecycle: Lifecycle | None = None,
+        health: Health | None = None,
         probe_paths: ProbePaths | None = None,
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle or get_lifecycle()
-        self._probes = (probe_paths or ProbePaths()).table()
+        self.health = health or get_health()
+        self.health.add_process_check(stuck_threads(lifecycle=self.lifecycle))
+        self.health.start()
+        self._paths = probe_paths or ProbePaths()
         self.lifecycle.mark_ready()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         lifecycle = self.lifecycle
         if lifecycle.settings.disabled:
             return self.app(environ, start_response)
-        probe = self._probes.get(environ.get("PATH_INFO", ""))
-        if probe is not None:
+        route = self._paths.route(environ.get("PATH_INFO", ""))
+        if route is not None:
+            probe, check_name = route
             method = environ.get("REQUEST_METHOD", "GET")
             if probe is Probe.PRESTOP:
                 # Blocks this worker thread: a preStop call is one request per shutdown.
                 time.sleep(prestop_wait(method, lifecycle))
-            answer = answer_probe(probe, method, lifecycle, environ.get("QUERY_STRING", ""))
+            authorization = environ.get("HTTP_AUTHORIZATION")
+            request = ProbeRequest(
+                probe,
+                method,
+                check_name,
+                environ.get("QUERY_STRING", ""),
+                None if authorization is None else authorization.encode("latin-1"),
+                environ.get("REMOTE_ADDR"),
+            )
+            checks = checks_for(request, lifecycle, self.health)
+            report = None if checks is None else self.health.run_sync(checks)
+            answer = answer_probe(request, lifecycle, self.health, report)
             start_response(
                 answer.status_line,
                 [
