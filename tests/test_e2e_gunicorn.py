@@ -29,9 +29,16 @@ WORKERS = {
 }
 
 
-def start(procs: ProcessGroup, worker: str, *args: str, hooks: bool) -> Instance:
-    app, worker_args = WORKERS[worker]
-    env = {"ZERODOWN_SHUTDOWN_DELAY": str(SHUTDOWN_DELAY), "ZERODOWN_PROXY_IDLE_TIMEOUT": "0"}
+def start(
+    procs: ProcessGroup, worker: str, *args: str, hooks: bool, app: str | None = None, **env: str
+) -> Instance:
+    example, worker_args = WORKERS[worker]
+    app = app or example
+    env = {
+        "ZERODOWN_SHUTDOWN_DELAY": str(SHUTDOWN_DELAY),
+        "ZERODOWN_PROXY_IDLE_TIMEOUT": "0",
+        **env,
+    }
     # Above HAProxy's idle lifetime for server connections, below graceful_timeout.
     argv = [*worker_args, "--keep-alive", "30", "--graceful-timeout", "40", *args]
     if hooks:
@@ -45,12 +52,20 @@ def start(procs: ProcessGroup, worker: str, *args: str, hooks: bool) -> Instance
 
 
 def rotate(
-    procs: ProcessGroup, instances: list[Instance], rotation: Callable[[], None], *, hooks: bool
+    procs: ProcessGroup,
+    instances: list[Instance],
+    rotation: Callable[[], None],
+    *,
+    hooks: bool,
+    client_timeout: float = 10.0,
 ) -> tuple[LoadResult, float]:
     """Run the load through HAProxy, call ``rotation()`` after SIGNAL_AT seconds."""
     health = "/readyz" if hooks else "/"
     proxy = procs.haproxy(instances, check=HealthCheck(path=health))
-    load = procs.load(LoadPlan(proxy.url, rate=RATE, duration=DURATION, slow_path="/slow?ms=300"))
+    plan = LoadPlan(
+        proxy.url, rate=RATE, duration=DURATION, slow_path="/slow?ms=300", timeout=client_timeout
+    )
+    load = procs.load(plan)
     time.sleep(SIGNAL_AT)
     signalled_at = time.time()
     rotation()
@@ -96,6 +111,35 @@ def test_hup_reload_fails_no_request(procs: ProcessGroup, worker: str) -> None:
     )
     assert_no_failures(*result)
     assert "Hang up: Master" in instance.process.log_text()
+
+
+def hup_with_a_slow_import(
+    procs: ProcessGroup, worker: str, *, hooks: bool
+) -> tuple[LoadResult, float]:
+    """HUP a server whose app takes 4 s to import, under clients that wait 2 s at most."""
+    app = "tests.apps.slow_import:" + ("wsgi_app" if worker == "gthread" else "asgi_app")
+    instance = start(procs, worker, hooks=hooks, app=app, IMPORT_SECONDS="4")
+    return rotate(
+        procs,
+        [instance],
+        lambda: instance.process.send_signal(signal.SIGHUP),
+        hooks=hooks,
+        client_timeout=2.0,
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("worker", ["gthread", "uvicorn"])
+def test_hup_keeps_the_old_workers_until_the_new_ones_serve(
+    procs: ProcessGroup, worker: str
+) -> None:
+    assert_no_failures(*hup_with_a_slow_import(procs, worker, hooks=True))
+
+
+@pytest.mark.e2e
+def test_hup_without_the_hooks_leaves_nobody_accepting(procs: ProcessGroup) -> None:
+    result, _ = hup_with_a_slow_import(procs, "gthread", hooks=False)
+    assert len(result.failed) > 10, result.describe()
 
 
 @pytest.mark.e2e

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import signal
 import threading
 import time
@@ -237,6 +238,10 @@ def test_the_worker_watch_follows_the_master_and_publishes_its_load() -> None:
     token = lifecycle.request_started()
     watch.step()
     assert [load.in_flight for load in state.loads()] == [1]
+    assert state.serving_pids() == set()
+    lifecycle.mark_ready()
+    watch.step()
+    assert state.serving_pids() == {os.getpid()}
     state.start_retiring()
     watch.step()
     assert lifecycle.is_leaving

@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import weakref
 from collections import deque
 from collections.abc import Collection, Iterable
 from typing import Any, TypedDict, Unpack
+from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
 from ._health import LIVENESS, STARTUP, Check
@@ -240,19 +238,27 @@ def http(
     Redirects are not followed: a dependency that redirects its health URL is worth
     knowing about, so list 3xx statuses if they are fine.
     """
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+    if urlsplit(url).scheme not in ("http", "https"):
         raise ConfigurationError(f"the http check needs an http:// or https:// URL, got {url!r}")
+    # Imported here: urllib.request brings ssl and email, which `import zerodown` need not.
+    from urllib.error import HTTPError
+    from urllib.request import HTTPRedirectHandler, Request, build_opener
+
+    class NoRedirects(HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
     timeout = options.get("timeout", 1.0)
-    opener = urllib.request.build_opener(_NoRedirects)
+    opener = build_opener(NoRedirects)
     request_headers = {"User-Agent": "zerodown-health", **(headers or {})}
 
     def check() -> dict[str, object]:
         started = time.monotonic()
-        request = urllib.request.Request(url, method=method, headers=request_headers)
+        request = Request(url, method=method, headers=request_headers)
         try:
             with opener.open(request, timeout=timeout) as response:
                 status = response.status
-        except urllib.error.HTTPError as error:
+        except HTTPError as error:
             status = error.code
         result: dict[str, object] = {
             "observedValue": _milliseconds(started),
@@ -265,11 +271,6 @@ def http(
 
     secrets = tuple(value for value in (headers or {}).values())
     return Check(name, check, component_type="http", secrets=(url, *secrets), **options)
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 # -- the process itself --------------------------------------------------------------------

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from ._lifecycle import Lifecycle, ProcessLoad, get_lifecycle
+from ._lifecycle import Lifecycle, Phase, ProcessLoad, get_lifecycle
 from ._settings import read_seconds
 
 logger = logging.getLogger("zerodown")
@@ -41,9 +41,10 @@ _DRAINING = 0  # the master got TERM: readiness fails and connections close, eve
 _RETIRING = 1  # the master got TERM while its USR2 successor serves: connections close only
 _HEADER_SIZE = 8
 _SLOTS = 256
-# pid, in-flight requests, time.monotonic() of the oldest one (0.0 when idle). CLOCK_MONOTONIC
-# is one clock for every process of the machine, so another worker can compute the age.
-_SLOT = struct.Struct("=qid")
+# pid, in-flight requests, time.monotonic() of the oldest one (0.0 when idle), and whether the
+# worker serves (its app started). CLOCK_MONOTONIC is one clock for every process of the
+# machine, so another worker can compute the age.
+_SLOT = struct.Struct("=qid?")
 
 
 class SharedState:
@@ -76,20 +77,29 @@ class SharedState:
     def free_slot(self, used: set[int]) -> int | None:
         return next((slot for slot in range(_SLOTS) if slot not in used), None)
 
-    def publish(self, slot: int, pid: int, in_flight: int, oldest_started: float | None) -> None:
-        _SLOT.pack_into(self._memory, self._offset(slot), pid, in_flight, oldest_started or 0.0)
+    def publish(
+        self, slot: int, pid: int, in_flight: int, oldest_started: float | None, serving: bool
+    ) -> None:
+        offset = self._offset(slot)
+        _SLOT.pack_into(self._memory, offset, pid, in_flight, oldest_started or 0.0, serving)
 
     def clear(self, slot: int) -> None:
-        _SLOT.pack_into(self._memory, self._offset(slot), 0, 0, 0.0)
+        _SLOT.pack_into(self._memory, self._offset(slot), 0, 0, 0.0, False)
+
+    def _slots(self) -> list[tuple[int, int, float, bool]]:
+        return [_SLOT.unpack_from(self._memory, self._offset(slot)) for slot in range(_SLOTS)]
 
     def loads(self) -> list[ProcessLoad]:
         now = time.monotonic()
-        loads = []
-        for slot in range(_SLOTS):
-            pid, in_flight, oldest = _SLOT.unpack_from(self._memory, self._offset(slot))
-            if pid:
-                loads.append(ProcessLoad(pid, in_flight, now - oldest if oldest else None))
-        return loads
+        return [
+            ProcessLoad(pid, in_flight, now - oldest if oldest else None)
+            for pid, in_flight, oldest, _ in self._slots()
+            if pid
+        ]
+
+    def serving_pids(self) -> set[int]:
+        """The workers whose app has started."""
+        return {pid for pid, _, _, serving in self._slots() if pid and serving}
 
     @staticmethod
     def _offset(slot: int) -> int:
@@ -165,11 +175,79 @@ class MasterLameDuck:
         return signals
 
 
+class PatientReload:
+    """HUP: the old workers are stopped only once the new ones serve.
+
+    gunicorn's ``reload`` spawns the new workers and at once stops the old ones, before the
+    new ones have imported the app; for that long nobody accepts, and requests wait in the
+    listen backlog or time out. This holds the stop back until every new worker's app has
+    started (its lifecycle left ``starting``), one of them died, or gunicorn's ``timeout``
+    passed, while the master goes on reaping.
+    """
+
+    def __init__(self, server: Any, state: SharedState) -> None:
+        self._server = server
+        self._state = state
+        self._reload = server.reload
+        self._manage_workers = server.manage_workers
+
+    def install(self) -> None:
+        self._server.reload = self.reload
+
+    def reload(self) -> None:
+        server = self._server
+        ages_before = server.worker_age
+
+        def manage_workers() -> None:
+            # reload() calls this once, right after spawning the new workers.
+            server.manage_workers = self._manage_workers
+            self._wait_for_new_workers(ages_before)
+            self._manage_workers()
+
+        server.manage_workers = manage_workers
+        try:
+            self._reload()
+        finally:
+            server.manage_workers = self._manage_workers
+
+    def _wait_for_new_workers(self, ages_before: int) -> None:
+        server = self._server
+        spawned = server.worker_age - ages_before
+        deadline = time.monotonic() + max(float(server.cfg.timeout), 1.0)
+        while True:
+            new = [w.pid for w in server.WORKERS.values() if w.age > ages_before]
+            if len(new) < spawned:
+                logger.warning("zerodown: a new worker exited while starting; reloading as is")
+                return
+            if set(new) <= self._state.serving_pids():
+                logger.info("zerodown: the new workers serve; stopping the old ones")
+                return
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "zerodown: the new workers did not start within timeout (%ss); "
+                    "stopping the old ones anyway",
+                    server.cfg.timeout,
+                )
+                return
+            server.reap_workers()
+            time.sleep(WATCH_INTERVAL)
+
+
 def require_verified_gunicorn(version_info: tuple[int, ...], server: Any) -> None:
     """Refuse to start on a gunicorn whose arbiter these hooks were not verified with."""
     missing = [
         name
-        for name in ("handle_term", "wait_for_signals", "WORKERS", "reexec_pid", "cfg")
+        for name in (
+            "handle_term",
+            "wait_for_signals",
+            "reload",
+            "manage_workers",
+            "reap_workers",
+            "worker_age",
+            "WORKERS",
+            "reexec_pid",
+            "cfg",
+        )
         if not hasattr(server, name)
     ]
     if tuple(version_info[:2]) in VERIFIED_GUNICORN and not missing:
@@ -259,7 +337,11 @@ class WorkerWatch:
             lifecycle.start_retiring("the gunicorn master hands over to its USR2 successor")
         if self._slot is not None:
             self._state.publish(
-                self._slot, os.getpid(), lifecycle.in_flight, lifecycle.oldest_request_started
+                self._slot,
+                os.getpid(),
+                lifecycle.in_flight,
+                lifecycle.oldest_request_started,
+                lifecycle.phase is not Phase.STARTING,
             )
 
 
@@ -276,6 +358,7 @@ def when_ready(server: Any) -> None:
     _route_logs(server)
     lifecycle = get_lifecycle()
     MasterLameDuck(server, shared_state, lifecycle.settings.shutdown_delay).install()
+    PatientReload(server, shared_state).install()
     for problem in budget_problems(server.cfg, lifecycle, dict(os.environ)):
         logger.warning("zerodown: %s", problem)
 

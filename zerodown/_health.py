@@ -492,6 +492,7 @@ class Health:
         self._startup_passed = False
         self._refresher_pid = 0
         self._refresher_wanted = False
+        self._refreshed_checks = False
         self._refresher_wake = threading.Event()
 
     # -- registering ------------------------------------------------------------------------
@@ -505,6 +506,7 @@ class Health:
                     "give the second one another name"
                 )
             self._states[check.name] = _CheckState(check, self._executor)
+            self._refreshed_checks |= check.interval is not None
         if LIVENESS in check.probes and check.component_type != "system":
             logger.warning(
                 "zerodown: health check %r is a liveness check; if it depends on another "
@@ -654,12 +656,10 @@ class Health:
         # an async check run elsewhere would find its client bound to another loop.
         self._refresher_wanted = True
         pid = os.getpid()
-        if self._refresher_pid == pid:
+        if self._refresher_pid == pid or not self._refreshed_checks:
             return
         with self._lock:
-            if self._refresher_pid == pid or all(
-                state.check.interval is None for state in self._states.values()
-            ):
+            if self._refresher_pid == pid:
                 return
             self._refresher_pid = pid
         threading.Thread(target=self._refresh, name="zerodown-health", daemon=True).start()

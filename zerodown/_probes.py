@@ -193,6 +193,8 @@ def answer_probe(
 
 def _query_values(query_string: str, name: str) -> set[str]:
     """Every value of ``name`` in the query (a bare ``?verbose`` gives the empty string)."""
+    if not query_string:
+        return set()
     return {
         value.lower() if name == "verbose" else value
         for key, value in parse_qsl(query_string, keep_blank_values=True)
