@@ -153,7 +153,8 @@ class ProcessGroup:
         data = self.workdir / f"redis-{port}"
         data.mkdir(exist_ok=True)
         argv = [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly"]
-        argv += ["no", "--dir", str(data)]
+        # DEBUG SLEEP pauses the server: a stalled Redis, for the outage tests.
+        argv += ["no", "--dir", str(data), "--enable-debug-command", "local"]
         process = self.start("redis", argv)
         _wait_for_port_owner(process, port)
         return Service(process, port, f"redis://{LOOPBACK}:{port}/0")

@@ -233,6 +233,21 @@ class Registry:
 
     # -- decoding ------------------------------------------------------------------------
 
+    def decode_registered(self, payload: bytes) -> Record:
+        """Read a payload of whichever registered record it holds.
+
+        For stores that keep records of several types side by side (sessions); raises
+        :class:`UnreadableRecord` for a type this registry does not know, nothing else.
+        """
+        try:
+            name = self._envelope(payload).t
+        except (ValueError, RecursionError, TypeError) as error:
+            raise UnreadableRecord(f"not a zerodown record: {error}", type_name="?") from None
+        record_type = self._by_name.get(name)
+        if record_type is None:
+            raise UnreadableRecord("no record of that name is registered here", type_name=name)
+        return self.decode(payload, record_type.cls)
+
     def decode(self, payload: bytes, cls: type[R]) -> R:
         """Read ``payload`` as a ``cls``; raises :class:`UnreadableRecord`, nothing else."""
         record_type = self.describe(cls)

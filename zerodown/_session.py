@@ -1,0 +1,230 @@
+"""A session: signed ids, per-key change tracking, and how values are stored.
+
+The stored form is one hash per session, a field per key, so that a request writes only the
+keys it changed and two requests of one user that change different keys both persist.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from typing import Any
+
+import msgspec
+
+from ._codec import Record, Registry, UnreadableRecord
+from ._errors import ConfigurationError, ZerodownError
+
+#: Bytes of randomness in a session id (256 bits).
+ID_BYTES = 32
+DEFAULT_MAX_SIZE = 64 * 1024
+# A stored value's first byte says how the rest is encoded.
+_PLAIN = b"j"  # msgspec JSON of plain data
+_RECORD = b"r"  # a zerodown.codec record envelope
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+class SessionTooLarge(ZerodownError, ValueError):
+    """Setting a value would make the session larger than ``max_size``; nothing was stored."""
+
+
+# -- ids and cookies ---------------------------------------------------------------------
+
+
+class Signer:
+    """Signs session ids with HMAC-SHA256: the first secret signs, every secret verifies.
+
+    Rotating a key across a deploy: release 1 lists ``[old]``; release 2 lists
+    ``[new, old]`` (cookies signed with ``old`` still verify, and are re-signed with
+    ``new`` when seen); a later release drops ``old``.
+    """
+
+    def __init__(self, keys: Sequence[str | bytes]) -> None:
+        if isinstance(keys, str | bytes) or not keys:
+            raise ConfigurationError(
+                "session secrets must be a non-empty list, e.g. ZERODOWN_SESSION_SECRETS="
+                "new-secret,old-secret (the first signs, all verify)"
+            )
+        self._keys = [key.encode() if isinstance(key, str) else bytes(key) for key in keys]
+        if any(len(key) < 16 for key in self._keys):
+            raise ConfigurationError(
+                "each session secret must be at least 16 bytes; generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+
+    def sign(self, session_id: str) -> str:
+        return f"{session_id}.{self._signature(self._keys[0], session_id)}"
+
+    def verify(self, cookie: str) -> tuple[str, bool] | None:
+        """The id in a cookie value and whether it needs re-signing; None when forged."""
+        session_id, dot, signature = cookie.rpartition(".")
+        if not dot or not _is_session_id(session_id):
+            return None
+        for index, key in enumerate(self._keys):
+            if hmac.compare_digest(signature, self._signature(key, session_id)):
+                return session_id, index > 0
+        return None
+
+    @staticmethod
+    def _signature(key: bytes, session_id: str) -> str:
+        digest = hmac.new(key, session_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+def _is_session_id(value: str) -> bool:
+    # token_urlsafe(32) gives 43 characters of the URL-safe base64 alphabet.
+    return len(value) == 43 and all(c.isalnum() or c in "-_" for c in value)
+
+
+def storage_key(session_id: str) -> str:
+    """Where a session is stored: a hash of its id, so a dump of the store holds no ids."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+def encode_value(value: object, records: Registry | None) -> bytes:
+    if isinstance(value, Record):
+        if records is None:
+            raise TypeError(
+                f"{type(value).__name__} is a Record, but the session has no records registry; "
+                "pass records=your_registry to the session middleware"
+            )
+        return _RECORD + records.encode(value)
+    try:
+        return _PLAIN + _json_encode(value)
+    except (TypeError, msgspec.EncodeError) as error:
+        raise TypeError(
+            f"a session value must be JSON data (dict, list, str, int, float, bool, None) "
+            f"or a zerodown.codec Record; {type(value).__name__} is neither: {error}"
+        ) from None
+
+
+def decode_value(stored: bytes, records: Registry | None) -> Any:
+    kind, payload = stored[:1], stored[1:]
+    if kind == _PLAIN:
+        try:
+            return _json_decode(payload)
+        except msgspec.DecodeError as error:
+            raise UnreadableRecord(f"malformed JSON: {error}", type_name="session value") from None
+    if kind == _RECORD:
+        if records is None:
+            raise UnreadableRecord("no records registry is configured", type_name="?")
+        return records.decode_registered(payload)
+    raise UnreadableRecord("not written by zerodown's sessions", type_name="session value")
+
+
+# -- the session -------------------------------------------------------------------------
+
+
+class Session(MutableMapping[str, Any]):
+    """A user's session: a dict whose changed keys are written back, and nothing else.
+
+    Assign to save: ``session["cart"] = cart``. A value changed in place (``session["cart"]
+    .append(x)``) is not seen; call :meth:`mark_changed` for it. Values are JSON data or
+    :class:`zerodown.codec.Record` instances (version-skew safe).
+    """
+
+    def __init__(
+        self,
+        session_id: str | None,
+        stored: Mapping[str, bytes],
+        *,
+        records: Registry | None,
+        max_size: int,
+        writable: bool = True,
+    ) -> None:
+        self.id = session_id
+        self._records = records
+        self._max_size = max_size
+        self._stored = dict(stored)
+        self._values: dict[str, Any] = {}
+        self._changed: dict[str, bytes] = {}
+        self._removed: set[str] = set()
+        self.writable = writable
+        self.regenerated_from: str | None = None
+        self.invalidated = False
+        # Decoded up front so that an unreadable value fails the load, not a later access.
+        for key, payload in self._stored.items():
+            self._values[key] = decode_value(payload, records)
+
+    @property
+    def is_new(self) -> bool:
+        """True when no stored session backs this one (a first visit, or an unknown id)."""
+        return self.id is None
+
+    @property
+    def changed(self) -> dict[str, bytes]:
+        return self._changed
+
+    @property
+    def removed(self) -> set[str]:
+        return self._removed
+
+    @property
+    def fields(self) -> dict[str, bytes]:
+        """Every key as it is to be stored, after this request's changes."""
+        fields = {k: v for k, v in self._stored.items() if k not in self._removed}
+        fields.update(self._changed)
+        return fields
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._changed or self._removed or self.regenerated_from or self.invalidated)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str) or not key or key.startswith("\x00"):
+            raise KeyError(f"session keys are non-empty strings, got {key!r}")
+        encoded = encode_value(value, self._records)
+        size = sum(len(k) + len(v) for k, v in self.fields.items() if k != key)
+        size += len(key) + len(encoded)
+        if size > self._max_size:
+            raise SessionTooLarge(
+                f"setting {key!r} would make the session {size} bytes, more than max_size="
+                f"{self._max_size}; store large data elsewhere and keep a reference in the "
+                "session"
+            )
+        self._values[key] = value
+        self._changed[key] = encoded
+        self._removed.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self._values[key]
+        self._changed.pop(key, None)
+        if key in self._stored:
+            self._removed.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def mark_changed(self, key: str) -> None:
+        """Save ``key`` although it was not assigned (its value was changed in place)."""
+        self[key] = self._values[key]
+
+    def regenerate(self) -> None:
+        """Move the data to a new id and delete the old record: call it at login."""
+        if self.id is not None and self.regenerated_from is None:
+            self.regenerated_from = self.id
+        self.id = None
+
+    def invalidate(self) -> None:
+        """Delete the session and its cookie: call it at logout."""
+        self.invalidated = True
+        self._values.clear()
+        self._changed.clear()
