@@ -60,14 +60,14 @@ class Signer:
     def sign(self, session_id: str) -> str:
         return f"{session_id}.{self._signature(self._keys[0], session_id)}"
 
-    def verify(self, cookie: str) -> tuple[str, bool] | None:
-        """The id in a cookie value and whether it needs re-signing; None when forged."""
+    def verify(self, cookie: str) -> str | None:
+        """The id in a cookie value; None when it is forged or malformed."""
         session_id, dot, signature = cookie.rpartition(".")
         if not dot or not _is_session_id(session_id):
             return None
-        for index, key in enumerate(self._keys):
+        for key in self._keys:
             if hmac.compare_digest(signature, self._signature(key, session_id)):
-                return session_id, index > 0
+                return session_id
         return None
 
     @staticmethod

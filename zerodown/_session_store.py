@@ -1,6 +1,6 @@
 """Where sessions live: Redis for several processes, memory for one.
 
-A store keeps one hash per session under its storage key. ``save`` writes only the changed
+A store keeps one hash per session under its storage key. A save writes only the changed
 fields, and refuses to write into a session that no longer exists unless it is new, so
 that a logout is never undone by a slower request of the same user.
 """
@@ -8,14 +8,18 @@ that a logout is never undone by a slower request of the same user.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Set
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import ZerodownError
+from ._errors import ConfigurationError, ZerodownError
+
+if TYPE_CHECKING:
+    from ._session_core import SavePlan
 
 logger = logging.getLogger("zerodown")
 
@@ -28,24 +32,17 @@ class StoreUnavailable(ZerodownError):
 
 
 class SessionStore(Protocol):
+    """Async methods for ASGI apps, ``_sync`` ones for WSGI apps."""
+
     async def load(self, key: str, ttl: int) -> dict[str, bytes] | None:
         """The fields of the session at ``key`` (refreshing its expiry), or None."""
 
-    async def save(
-        self,
-        key: str,
-        ttl: int,
-        changed: Mapping[str, bytes],
-        removed: Set[str],
-        *,
-        new: bool,
-    ) -> bool:
-        """Write the changes; False when the session was deleted meanwhile (not ``new``)."""
+    def load_sync(self, key: str, ttl: int) -> dict[str, bytes] | None: ...
 
-    async def move(self, old_key: str, new_key: str, fields: Mapping[str, bytes], ttl: int) -> None:
-        """Store ``fields`` under ``new_key`` and delete ``old_key``, at once."""
+    async def apply(self, plan: SavePlan, ttl: int) -> bool:
+        """Carry out a save; False when it wrote into a session deleted meanwhile."""
 
-    async def delete(self, key: str) -> None: ...
+    def apply_sync(self, plan: SavePlan, ttl: int) -> bool: ...
 
 
 class Incidents:
@@ -90,12 +87,14 @@ return 1
 
 
 class RedisStore:
-    """Sessions in Redis, through a redis-py asyncio client or a ``redis://`` URL.
+    """Sessions in Redis, through a redis-py client (asyncio for ASGI apps, sync for WSGI
+    apps; Sentinel and Cluster clients too) or a ``redis://`` URL (both kinds, made when
+    first needed).
 
     Every call is bounded by ``timeout`` (250 ms): a Redis that is down or stalled costs a
-    request that long, then the middleware's outage policy applies. A client made from a
-    URL has the same socket timeouts and no retries; a client you pass keeps its own
-    settings, within the bound.
+    request that long, then the middleware's outage policy applies. Clients made from a URL
+    have that socket timeout and no retries; a sync client you pass keeps its own socket
+    timeout, which should be as short.
     """
 
     def __init__(
@@ -105,66 +104,130 @@ class RedisStore:
         prefix: str = DEFAULT_PREFIX,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        import redis.asyncio as redis_asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        if isinstance(client, str):
-            client = redis_asyncio.Redis.from_url(
-                client,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-        self.client = client
         self.prefix = prefix
         self.timeout = timeout
         self.incidents = Incidents("the session store (Redis)")
-        self._save = client.register_script(_SAVE)
+        self._url = client if isinstance(client, str) else None
+        self._async: Any = None
+        self._sync: Any = None
+        if self._url is None:
+            if inspect.iscoroutinefunction(client.execute_command):
+                self._async = client
+            else:
+                self._sync = client
+        self._scripts: dict[int, Any] = {}
 
-    async def _bounded(self, call: Any) -> Any:
-        try:
-            async with asyncio.timeout(self.timeout):
-                result = await call
-        except Exception as error:
-            self.incidents.failed(error)
-            raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
-        self.incidents.succeeded()
-        return result
+    def _client(self, *, asynchronous: bool) -> Any:
+        client = self._async if asynchronous else self._sync
+        if client is not None:
+            return client
+        if self._url is None:
+            kind, other = ("an asyncio", "ASGI") if asynchronous else ("a sync", "WSGI")
+            raise ConfigurationError(
+                f"the session store was given a {'sync' if asynchronous else 'asyncio'} redis "
+                f"client, but {other} apps need {kind} one: pass that, or a redis:// URL"
+            )
+        import redis
+        import redis.asyncio
 
-    async def load(self, key: str, ttl: int) -> dict[str, bytes] | None:
-        pipe = self.client.pipeline(transaction=False)
+        module: Any = redis.asyncio if asynchronous else redis
+        retry = (redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry)(
+            redis.backoff.NoBackoff(), 0
+        )
+        client = module.Redis.from_url(
+            self._url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=retry,
+        )
+        if asynchronous:
+            self._async = client
+        else:
+            self._sync = client
+        return client
+
+    def _script(self, client: Any) -> Any:
+        script = self._scripts.get(id(client))
+        if script is None:
+            script = self._scripts[id(client)] = client.register_script(_SAVE)
+        return script
+
+    # Each call is built once, by a function that returns what the client returns: an
+    # awaitable from an asyncio client, the reply from a sync one.
+
+    def _load_call(self, client: Any, key: str, ttl: int) -> Any:
+        pipe = client.pipeline(transaction=False)
         pipe.hgetall(self.prefix + key)
         pipe.expire(self.prefix + key, ttl)
-        fields, _ = await self._bounded(pipe.execute())
+        return pipe.execute()
+
+    def _apply_call(self, client: Any, plan: SavePlan, ttl: int) -> Any:
+        keys = [self.prefix + key for key in plan.keys]
+        if plan.kind == "delete":
+            return client.delete(*keys)
+        if plan.kind == "move":
+            # Two keys in two hash slots: not one transaction (Cluster), new before old.
+            pipe = client.pipeline(transaction=False)
+            if plan.fields:
+                pipe.hset(keys[1], mapping=dict(plan.fields))
+                pipe.expire(keys[1], ttl)
+            pipe.delete(keys[0])
+            return pipe.execute()
+        pairs = [item for name_value in plan.fields.items() for item in name_value]
+        argv = [ttl, "1" if plan.new else "0", len(plan.fields), *pairs, *plan.removed]
+        return self._script(client)(keys=keys, args=argv)
+
+    @staticmethod
+    def _fields(reply: Any) -> dict[str, bytes] | None:
+        fields = reply[0]
         if not fields:
             return None
         return {name.decode() if isinstance(name, bytes) else name: v for name, v in fields.items()}
 
-    async def save(
-        self,
-        key: str,
-        ttl: int,
-        changed: Mapping[str, bytes],
-        removed: Set[str],
-        *,
-        new: bool,
-    ) -> bool:
-        pairs = [item for name_value in changed.items() for item in name_value]
-        argv = [ttl, "1" if new else "0", len(changed), *pairs, *removed]
-        written = await self._bounded(self._save(keys=[self.prefix + key], args=argv))
-        return bool(written)
+    async def load(self, key: str, ttl: int) -> dict[str, bytes] | None:
+        client = self._client(asynchronous=True)
+        return self._fields(await self._bounded(self._load_call(client, key, ttl)))
 
-    async def move(self, old_key: str, new_key: str, fields: Mapping[str, bytes], ttl: int) -> None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.prefix + old_key)
-        if fields:
-            pipe.hset(self.prefix + new_key, mapping=dict(fields))
-            pipe.expire(self.prefix + new_key, ttl)
-        await self._bounded(pipe.execute())
+    def load_sync(self, key: str, ttl: int) -> dict[str, bytes] | None:
+        client = self._client(asynchronous=False)
+        return self._fields(self._bounded_sync(lambda: self._load_call(client, key, ttl)))
 
-    async def delete(self, key: str) -> None:
-        await self._bounded(self.client.delete(self.prefix + key))
+    async def apply(self, plan: SavePlan, ttl: int) -> bool:
+        if plan.kind == "none":
+            return True
+        client = self._client(asynchronous=True)
+        reply = await self._bounded(self._apply_call(client, plan, ttl))
+        return plan.kind != "save" or bool(reply)
+
+    def apply_sync(self, plan: SavePlan, ttl: int) -> bool:
+        if plan.kind == "none":
+            return True
+        client = self._client(asynchronous=False)
+        reply = self._bounded_sync(lambda: self._apply_call(client, plan, ttl))
+        return plan.kind != "save" or bool(reply)
+
+    async def _bounded(self, call: Awaitable[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await call
+        except Exception as error:
+            raise self._unavailable(error) from error
+        self.incidents.succeeded()
+        return result
+
+    def _bounded_sync(self, call: Callable[[], Any]) -> Any:
+        try:
+            result = call()
+        except Exception as error:
+            raise self._unavailable(error) from error
+        self.incidents.succeeded()
+        return result
+
+    def _unavailable(self, error: Exception) -> StoreUnavailable:
+        if isinstance(error, ConfigurationError):
+            raise error
+        self.incidents.failed(error)
+        return StoreUnavailable(f"{type(error).__name__}: {error}")
 
 
 class MemoryStore:
@@ -198,6 +261,9 @@ class MemoryStore:
             self._sessions.popitem(last=False)
 
     async def load(self, key: str, ttl: int) -> dict[str, bytes] | None:
+        return self.load_sync(key, ttl)
+
+    def load_sync(self, key: str, ttl: int) -> dict[str, bytes] | None:
         with self._lock:
             fields = self._live(key)
             if fields is None:
@@ -205,31 +271,23 @@ class MemoryStore:
             self._put(key, fields, ttl)
             return dict(fields)
 
-    async def save(
-        self,
-        key: str,
-        ttl: int,
-        changed: Mapping[str, bytes],
-        removed: Set[str],
-        *,
-        new: bool,
-    ) -> bool:
+    async def apply(self, plan: SavePlan, ttl: int) -> bool:
+        return self.apply_sync(plan, ttl)
+
+    def apply_sync(self, plan: SavePlan, ttl: int) -> bool:
         with self._lock:
-            fields = self._live(key)
-            if fields is None and not new:
-                return False
-            fields = dict(fields or {})
-            fields.update(changed)
-            for name in removed:
-                fields.pop(name, None)
-            self._put(key, fields, ttl)
+            if plan.kind == "delete":
+                for key in plan.keys:
+                    self._sessions.pop(key, None)
+            elif plan.kind == "move":
+                self._sessions.pop(plan.keys[0], None)
+                self._put(plan.keys[1], dict(plan.fields), ttl)
+            elif plan.kind == "save":
+                fields = self._live(plan.keys[0])
+                if fields is None and not plan.new:
+                    return False
+                fields = {**(fields or {}), **plan.fields}
+                for name in plan.removed:
+                    fields.pop(name, None)
+                self._put(plan.keys[0], fields, ttl)
             return True
-
-    async def move(self, old_key: str, new_key: str, fields: Mapping[str, bytes], ttl: int) -> None:
-        with self._lock:
-            self._sessions.pop(old_key, None)
-            self._put(new_key, dict(fields), ttl)
-
-    async def delete(self, key: str) -> None:
-        with self._lock:
-            self._sessions.pop(key, None)

@@ -1,30 +1,34 @@
 """Server-side sessions that survive rotation, concurrency and store outages.
 
-app = SessionMiddleware(app, store=RedisStore(os.environ["REDIS_URL"]))
+ASGI (Starlette, FastAPI):  app = SessionMiddleware(app, store=RedisStore(redis_url))
+WSGI:                       app = WSGISessionMiddleware(app, store=RedisStore(redis_url))
+Flask:                      init_flask(app, store=RedisStore(redis_url))
 
-The secrets come from ``ZERODOWN_SESSION_SECRETS`` (comma-separated; the first signs, all
-verify) unless given. See ``docs/sessions.md``.
+The signing secrets come from ``ZERODOWN_SESSION_SECRETS`` (comma-separated; the first
+signs, all verify) unless given. See ``docs/sessions.md``.
 """
 
-from ._session import (
-    DEFAULT_MAX_SIZE,
-    Session,
-    SessionTooLarge,
-    Signer,
-)
-from ._session_asgi import DEFAULT_MAX_AGE, OutagePolicy, SessionMiddleware
+from ._session import DEFAULT_MAX_SIZE, Session, SessionTooLarge, Signer
+from ._session_asgi import SessionMiddleware
+from ._session_core import DEFAULT_MAX_AGE, OutagePolicy, SavePlan, SessionConfig
 from ._session_store import MemoryStore, RedisStore, SessionStore, StoreUnavailable
+from ._session_wsgi import ENVIRON_KEY, WSGISessionMiddleware, init_flask
 
 __all__ = [
     "DEFAULT_MAX_AGE",
     "DEFAULT_MAX_SIZE",
+    "ENVIRON_KEY",
     "MemoryStore",
     "OutagePolicy",
     "RedisStore",
+    "SavePlan",
     "Session",
+    "SessionConfig",
     "SessionMiddleware",
     "SessionStore",
     "SessionTooLarge",
     "Signer",
     "StoreUnavailable",
+    "WSGISessionMiddleware",
+    "init_flask",
 ]

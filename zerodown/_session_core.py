@@ -1,0 +1,176 @@
+"""What the ASGI and WSGI session middleware share: the cookie, opening a session, and the
+one store call that saves it. The middleware only do the I/O, async or not."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ._codec import Registry, UnreadableRecord
+from ._errors import ConfigurationError
+from ._session import DEFAULT_MAX_SIZE, Session, Signer, new_session_id, storage_key
+
+logger = logging.getLogger("zerodown")
+
+OutagePolicy = Literal["fail", "anonymous"]
+DEFAULT_MAX_AGE = 14 * 24 * 3600
+UNAVAILABLE_BODY = json.dumps(
+    {"error": "sessions are unavailable for a moment; try again shortly"}
+).encode()
+UNAVAILABLE_HEADERS = [
+    ("content-type", "application/json"),
+    ("content-length", str(len(UNAVAILABLE_BODY))),
+    ("retry-after", "1"),
+    ("cache-control", "no-store"),
+]
+
+
+def secrets_from_environment() -> list[str]:
+    raw = os.environ.get("ZERODOWN_SESSION_SECRETS", "")
+    return [secret.strip() for secret in raw.split(",") if secret.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class SavePlan:
+    """The one store call a response makes, and the cookie it sends.
+
+    ``kind`` is ``"none"``, ``"delete"`` (``keys``), ``"move"`` (``keys`` = old, new; the
+    session's fields) or ``"save"`` (``keys`` = the key; the changed and removed fields).
+    """
+
+    kind: Literal["none", "delete", "move", "save"]
+    cookie: str | None = None
+    keys: tuple[str, ...] = ()
+    fields: Mapping[str, bytes] = field(default_factory=dict)
+    removed: frozenset[str] = frozenset()
+    new: bool = False
+
+
+class SessionConfig:
+    """The cookie, the signing secrets, and the rules of opening and saving a session."""
+
+    def __init__(
+        self,
+        *,
+        secrets: Sequence[str] | None = None,
+        records: Registry | None = None,
+        cookie_name: str = "session",
+        max_age: int = DEFAULT_MAX_AGE,
+        domain: str | None = None,
+        path: str = "/",
+        secure: bool = True,
+        same_site: Literal["lax", "strict", "none"] = "lax",
+        on_unavailable: OutagePolicy = "fail",
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
+        self.signer = Signer(secrets if secrets is not None else secrets_from_environment())
+        self.records = records
+        self.cookie_name = cookie_name
+        if not isinstance(max_age, int) or max_age < 1:
+            raise ConfigurationError(f"max_age must be whole seconds >= 1, got {max_age!r}")
+        self.max_age = max_age
+        self.max_size = max_size
+        if on_unavailable not in ("fail", "anonymous"):
+            raise ConfigurationError(
+                f"on_unavailable must be 'fail' or 'anonymous', got {on_unavailable!r}"
+            )
+        self.on_unavailable = on_unavailable
+        if not secure:
+            logger.warning(
+                "zerodown: session cookies are sent without Secure: over plain http anyone on "
+                "the network can take over a session. Only for local development."
+            )
+        attributes = [f"Path={path}", "HttpOnly", f"SameSite={same_site.capitalize()}"]
+        if secure:
+            attributes.append("Secure")
+        if domain:
+            attributes.append(f"Domain={domain}")
+        self._attributes = "; ".join(attributes)
+
+    def cookie_id(self, cookie_header: str) -> str | None:
+        """The verified id in a Cookie header; None if absent or forged.
+
+        A cookie signed with an older secret is re-signed with the first: every response
+        of an existing session carries its cookie (the expiry slides).
+        """
+        prefix = f"{self.cookie_name}="
+        for part in cookie_header.split(";"):
+            part = part.strip()
+            if part.startswith(prefix):
+                return self.signer.verify(part[len(prefix) :])
+        return None
+
+    def open(
+        self, session_id: str | None, stored: dict[str, bytes] | None, *, unavailable: bool
+    ) -> Session | None:
+        """The request's session, given what the store returned; None when the outage
+        policy refuses the request."""
+        if unavailable:
+            return self._anonymous()
+        if session_id is None or stored is None:
+            # An id the store does not hold is never adopted: a new one is issued on write.
+            return Session(None, {}, records=self.records, max_size=self.max_size)
+        try:
+            return Session(session_id, stored, records=self.records, max_size=self.max_size)
+        except UnreadableRecord as error:
+            logger.warning(
+                "zerodown: a session holds a value this release cannot read (%s); the stored "
+                "session is left untouched and the request gets on_unavailable=%r",
+                error,
+                self.on_unavailable,
+            )
+            return self._anonymous()
+
+    def _anonymous(self) -> Session | None:
+        if self.on_unavailable == "fail":
+            return None
+        return Session(None, {}, records=self.records, max_size=self.max_size, writable=False)
+
+    def plan_save(self, session: Session) -> SavePlan:
+        """What saving ``session`` takes. Issues the new id of a new or regenerated one."""
+        if not session.writable:
+            if session.dirty:
+                logger.info("zerodown: a session change was dropped: the store was unavailable")
+            return SavePlan("none")
+        if session.invalidated:
+            ids = [i for i in (session.id, session.regenerated_from) if i is not None]
+            if not ids:
+                return SavePlan("none")
+            keys = tuple(storage_key(i) for i in ids)
+            return SavePlan("delete", self._cookie("", max_age=0), keys)
+        if session.regenerated_from is not None:
+            session.id = new_session_id()
+            keys = (storage_key(session.regenerated_from), storage_key(session.id))
+            return SavePlan("move", self._signed(session.id), keys, session.fields)
+        if session.id is None:
+            if not session.changed:
+                return SavePlan("none")  # nothing to keep: no record, no cookie
+            session.id = new_session_id()
+            key = storage_key(session.id)
+            return SavePlan("save", self._signed(session.id), (key,), session.changed, new=True)
+        # The store's expiry slides on every read; the cookie's slides with it.
+        cookie = self._signed(session.id)
+        if not (session.changed or session.removed):
+            return SavePlan("none", cookie)
+        removed = frozenset(session.removed)
+        return SavePlan("save", cookie, (storage_key(session.id),), session.changed, removed)
+
+    def _signed(self, session_id: str) -> str:
+        return self._cookie(self.signer.sign(session_id))
+
+    def _cookie(self, value: str, *, max_age: int | None = None) -> str:
+        age = self.max_age if max_age is None else max_age
+        return f"{self.cookie_name}={value}; Max-Age={age}; {self._attributes}"
+
+    def cookie_after(self, plan: SavePlan, written: bool) -> str | None:
+        if not written:
+            logger.info(
+                "zerodown: a session was deleted (logout or expiry) while a request changed "
+                "it; the change was dropped"
+            )
+            return None
+        return plan.cookie
