@@ -16,9 +16,7 @@ the check costs nothing, so the two do the same work).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import shutil
 import statistics
 import sys
 import tempfile
@@ -26,9 +24,9 @@ import time
 from pathlib import Path
 
 from benchmarks._report import write_section
+from benchmarks._serve import arguments, measured_rps, start_uvicorn
 from benchmarks.health_apps import fastapi_health_app, registry, zerodown_app
-from benchmarks.middleware import REPO, _wrk_rps
-from zerodown._procs import LOOPBACK, free_port, start_process, wait_for_http
+from zerodown._procs import LOOPBACK
 from zerodown._types import ASGIApp, Message
 
 APPS: dict[str, ASGIApp] = {"zerodown": zerodown_app, "fastapi-health": fastapi_health_app}
@@ -92,36 +90,24 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def under_uvicorn(seconds: int, rounds: int) -> dict[str, list[float]]:
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is missing: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="zerodown-health-bench-"))
     rates: dict[str, list[float]] = {name: [] for name in APPS}
     for round_number in range(rounds):
         names = list(APPS) if round_number % 2 == 0 else list(reversed(APPS))
         for name in names:
             attribute = name.replace("-", "_") + "_app"
-            port = free_port()
-            argv = [sys.executable, "-m", "uvicorn", f"benchmarks.health_apps:{attribute}"]
-            argv += ["--host", LOOPBACK, "--port", str(port), "--no-access-log"]
-            argv += ["--log-level", "warning", "--http", "httptools", "--loop", "uvloop"]
             log = workdir / f"{attribute}-{round_number}.log"
-            server = start_process(name, argv, log_path=log, cwd=REPO)
-            url = f"http://{LOOPBACK}:{port}/readyz"
+            app = f"benchmarks.health_apps:{attribute}"
+            server, url = start_uvicorn(app, log, ready_path="/readyz")
             try:
-                wait_for_http(url, timeout=20, process=server)
-                _wrk_rps(url, 1)  # warm-up
-                rates[name].append(_wrk_rps(url, seconds))
+                rates[name].append(measured_rps(f"{url}/readyz", seconds))
             finally:
                 server.stop(timeout=10)
     return rates
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=6)
-    args = parser.parse_args()
+    args = arguments(rounds=6)
 
     timings = in_process()
     rates = under_uvicorn(args.seconds, args.rounds)

@@ -14,10 +14,7 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,18 +23,11 @@ import time
 from pathlib import Path
 
 from benchmarks._report import write_section
+from benchmarks._serve import arguments, measured_rps, start_uvicorn
 from benchmarks.hello_apps import bare, pass_through, wrapped
-from zerodown._procs import (
-    LOOPBACK,
-    ManagedProcess,
-    find_tool,
-    free_port,
-    start_process,
-    wait_for_http,
-)
+from zerodown._procs import LOOPBACK, ManagedProcess, find_tool
 from zerodown._types import ASGIApp, Message
 
-REPO = Path(__file__).resolve().parents[1]
 CALLS = 20_000
 ROUNDS = 41
 
@@ -96,23 +86,8 @@ def in_process() -> dict[str, float]:
     return medians
 
 
-def _wrk_rps(url: str, seconds: int) -> float:
-    output = subprocess.run(
-        ["wrk", "-t1", "-c32", f"-d{seconds}s", url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if match is None:
-        raise RuntimeError(f"wrk printed no rate:\n{output}")
-    return float(match.group(1))
-
-
 def under_uvicorn(seconds: int, rounds: int) -> tuple[float, float, float]:
     """Median requests/s of the bare and the wrapped app, and the median per-round ratio."""
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is missing: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="zerodown-bench-"))
     rates: dict[str, list[float]] = {"bare": [], "wrapped": []}
     for round_number in range(rounds):
@@ -134,22 +109,14 @@ def under_uvicorn(seconds: int, rounds: int) -> tuple[float, float, float]:
 
 
 def _start_hello(name: str, log_path: Path) -> tuple[ManagedProcess, str]:
-    """One hello-world app alone under uvicorn (httptools, uvloop, no access log)."""
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", f"benchmarks.hello_apps:{name}"]
-    argv += ["--host", LOOPBACK, "--port", str(port), "--no-access-log"]
-    argv += ["--log-level", "warning", "--http", "httptools", "--loop", "uvloop"]
-    server = start_process(name, argv, log_path=log_path, cwd=REPO)
-    url = f"http://{LOOPBACK}:{port}/"
-    wait_for_http(url, timeout=20, process=server)
-    return server, url
+    server, url = start_uvicorn(f"benchmarks.hello_apps:{name}", log_path)
+    return server, f"{url}/"
 
 
 def _serve_and_measure(name: str, seconds: int, workdir: Path, round_number: int) -> float:
     server, url = _start_hello(name, workdir / f"{name}-{round_number}.log")
     try:
-        _wrk_rps(url, 1)  # warm-up
-        return _wrk_rps(url, seconds)
+        return measured_rps(url, seconds)
     finally:
         server.stop(timeout=10)
 
@@ -189,11 +156,7 @@ def cpu_share_under_load(seconds: int) -> tuple[float, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=10, help="an even number")
-    args = parser.parse_args()
+    args = arguments(rounds=10)
 
     measured = in_process()
     bare_s, wrapped_s = measured["bare"], measured["wrapped"]

@@ -1,11 +1,15 @@
-"""What the example apps share: the release name, the checks and the ``/slow`` parameter."""
+"""What the example apps share: the release name, the checks, the session options, the
+cart and the ``/slow`` parameter."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
+from typing import Any
 
 import zerodown
 from zerodown.health import postgres, redis
+from zerodown.sessions import RedisStore
 
 RELEASE = os.environ.get("ZERODOWN_RELEASE", "dev")
 MAX_SLEEP_MS = 60_000
@@ -35,3 +39,32 @@ def register_checks(health: zerodown.Health) -> None:
         health.add(postgres(database_url))
     if redis_url := os.environ.get("REDIS_URL"):
         health.add(redis(redis_url))
+
+
+MAX_CART_ITEMS = 200
+
+
+def session_options() -> dict[str, Any] | None:
+    """The session middleware's options when ``REDIS_URL`` is set, else None.
+
+    The secrets come from ``ZERODOWN_SESSION_SECRETS``; ``SESSION_COOKIE_SECURE=0`` sends
+    the cookie over plain http (local runs and the test bed, never production).
+    """
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        return None
+    return {
+        "store": RedisStore(redis_url),
+        "secure": os.environ.get("SESSION_COOKIE_SECURE", "1") != "0",
+    }
+
+
+def add_to_cart(session: MutableMapping[str, Any], item: str | None) -> list[str]:
+    """Add ``item`` to the session's cart; ValueError says what is wrong with it."""
+    if not item or len(item) > 100:
+        raise ValueError("item must be a name of 1 to 100 characters")
+    items = [*session.get("cart", []), item]
+    if len(items) > MAX_CART_ITEMS:
+        raise ValueError(f"a cart holds at most {MAX_CART_ITEMS} items")
+    session["cart"] = items
+    return items

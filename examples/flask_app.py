@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, session
 
 import zerodown
-from examples._common import RELEASE, register_checks, sleep_ms
+from examples._common import RELEASE, add_to_cart, register_checks, session_options, sleep_ms
+from zerodown.sessions import init_flask
 
 app = Flask(__name__)
 app.wsgi_app = zerodown.WSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]
@@ -34,3 +35,22 @@ def slow() -> tuple[Response, int] | Response:
     response = jsonify(slept_ms=ms)
     response.headers["X-Release"] = RELEASE
     return response
+
+
+sessions = session_options()
+if sessions is not None:
+    init_flask(app, **sessions)
+
+    @app.get("/cart")
+    def cart() -> Response:
+        return jsonify(items=session.get("cart", []))
+
+    @app.post("/cart/add")
+    def cart_add() -> tuple[Response, int] | Response:
+        try:
+            items = add_to_cart(session, request.args.get("item"))
+        except ValueError as error:
+            return jsonify(error=str(error)), 400
+        response = jsonify(items=items)
+        response.headers["X-Release"] = RELEASE
+        return response

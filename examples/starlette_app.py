@@ -11,9 +11,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 import zerodown
-from examples._common import RELEASE, register_checks, sleep_ms
+from examples._common import RELEASE, add_to_cart, register_checks, session_options, sleep_ms
+from zerodown.sessions import SessionMiddleware
 
 
 async def index(request: Request) -> JSONResponse:
@@ -29,5 +31,23 @@ async def slow(request: Request) -> JSONResponse:
     return JSONResponse({"slept_ms": ms}, headers={"X-Release": RELEASE})
 
 
+async def cart(request: Request) -> JSONResponse:
+    return JSONResponse({"items": request.session.get("cart", [])})
+
+
+async def cart_add(request: Request) -> JSONResponse:
+    try:
+        items = add_to_cart(request.session, request.query_params.get("item"))
+    except ValueError as error:
+        return JSONResponse({"error": str(error)}, status_code=400)
+    return JSONResponse({"items": items}, headers={"X-Release": RELEASE})
+
+
 register_checks(zerodown.get_health())
-app = zerodown.ASGIMiddleware(Starlette(routes=[Route("/", index), Route("/slow", slow)]))
+routes = [Route("/", index), Route("/slow", slow)]
+sessions = session_options()
+inner: ASGIApp = Starlette(routes=routes)
+if sessions is not None:
+    routes += [Route("/cart", cart), Route("/cart/add", cart_add, methods=["POST"])]
+    inner = SessionMiddleware(Starlette(routes=routes), **sessions)
+app = zerodown.ASGIMiddleware(inner)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,9 +20,12 @@ import redis as redis_py
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from tests.bed import ProcessGroup, Service
+from zerodown import ConfigurationError
+from zerodown._rehearsal import RehearsalPlan, rehearse_rolling
 from zerodown._session import storage_key
 from zerodown.codec import Record, Registry
 from zerodown.sessions import (
@@ -28,6 +35,7 @@ from zerodown.sessions import (
     SessionStore,
     SessionTooLarge,
     Signer,
+    init_flask,
 )
 
 SECRET = "first-secret-of-32-characters-xx"
@@ -87,8 +95,20 @@ def make_app(gates: Gates, cart_type: type[Any] | None = None) -> Starlette:
         request.session["cart"] = cart
         return JSONResponse({"items": cart.items})
 
+    async def loaded(request: Request) -> JSONResponse:
+        await request.session.load()
+        return JSONResponse(dict(request.session.items()))
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        websocket.session["seen"] = websocket.session.get("user", "nobody")
+        await websocket.send_json(dict(websocket.session.items()))
+        await websocket.close()
+
     return Starlette(
         routes=[
+            WebSocketRoute("/ws", socket),
+            Route("/loaded", loaded),
             Route("/get", get),
             Route("/set", put, methods=["POST"]),
             Route("/noop", noop),
@@ -143,13 +163,14 @@ def run(coroutine: Callable[[], Any]) -> Any:
 
 
 def test_redis_calls_per_request(redis_server: Service) -> None:
-    """Round trips as the server counts them: a read is one pipeline (HGETALL + EXPIRE),
-    a write one script (EVALSHA; the commands it runs inside count too)."""
+    """As the server counts them. Each call is one script (EVALSHA, one round trip); the
+    commands a script runs inside Redis are counted too."""
 
     async def main() -> list[dict[str, int]]:
         seen = []
         async with client(RedisStore(redis_server.url)) as http:
-            await http.post("/set?key=warm&value=up")  # loads the script into Redis
+            await http.post("/set?key=warm&value=up")  # loads both scripts into Redis
+            await http.get("/get")
             http.cookies.clear()
             for method, path in [
                 ("GET", "/get"),  # no cookie: nothing to read
@@ -164,16 +185,12 @@ def test_redis_calls_per_request(redis_server: Service) -> None:
         return seen
 
     no_cookie, create, untouched, read, write = run(main)
-    in_script = {"exists", "hset", "hdel"}
+    read_call = {"evalsha": 1, "hgetall": 1, "expire": 1}
     assert no_cookie == {}
-    assert {k: v for k, v in create.items() if k not in in_script} == {"evalsha": 1, "expire": 1}
-    assert untouched == {"hgetall": 1, "expire": 1}
-    assert read == {"hgetall": 1, "expire": 1}
-    assert {k: v for k, v in write.items() if k not in in_script} == {
-        "hgetall": 1,
-        "expire": 2,  # the read's, and the script's
-        "evalsha": 1,
-    }
+    assert create == {"evalsha": 1, "hset": 1, "exists": 1, "expire": 1}
+    assert untouched == read_call
+    assert read == read_call
+    assert write == {"evalsha": 2, "hgetall": 1, "hset": 1, "exists": 2, "expire": 2}
 
 
 # -- ids and cookies ---------------------------------------------------------------------
@@ -481,3 +498,213 @@ def test_plain_http_cookies_are_an_explicit_logged_opt_out(
     with caplog.at_level(logging.WARNING, logger="zerodown"):
         SessionMiddleware(make_app(Gates()), store=MemoryStore(), secrets=[SECRET], secure=False)
     assert "without Secure" in caplog.text
+
+
+# -- WSGI and Flask ------------------------------------------------------------------------------
+
+
+def flask_client(store: SessionStore, **options: Any) -> httpx.Client:
+    from flask import Flask, jsonify, request, session
+
+    app = Flask(__name__)
+
+    @app.get("/get")
+    def get() -> Any:
+        return jsonify(dict(session.items()))
+
+    @app.post("/set")
+    def put() -> Any:
+        session[request.args["key"]] = request.args.get("value", "")
+        return jsonify(dict(session.items()))
+
+    @app.get("/noop")
+    def noop() -> Any:
+        return "ok"
+
+    @app.post("/append")
+    def append() -> Any:
+        session["list"].append(request.args["value"])  # in place: Flask's idiom follows
+        session.modified = True
+        return jsonify(dict(session.items()))
+
+    @app.post("/logout")
+    def logout() -> Any:
+        session.invalidate()  # type: ignore[attr-defined]
+        return "bye"
+
+    init_flask(app, store=store, secrets=[SECRET], **options)
+    return httpx.Client(transport=httpx.WSGITransport(app=app), base_url="https://testserver")
+
+
+def test_flask_session_is_a_zerodown_session(redis_server: Service) -> None:
+    with flask_client(RedisStore(redis_server.url)) as http:
+        assert http.post("/set?key=user&value=ada").json() == {"user": "ada"}
+        assert http.post("/set?key=theme&value=dark").status_code == 200
+        assert http.get("/get").json() == {"user": "ada", "theme": "dark"}
+        (key,) = stored(redis_server)
+        assert stored(redis_server)[key] == {b"user": b'j"ada"', b"theme": b'j"dark"'}
+        http.post("/set?key=list")
+        redis_py.Redis.from_url(redis_server.url).hset(key, "list", b'j["a"]')
+        http.post("/append?value=b")
+        assert http.get("/get").json()["list"] == ["a", "b"]
+        http.post("/logout")
+        assert stored(redis_server) == {}
+
+
+def test_flask_under_a_dead_or_paused_redis(procs: ProcessGroup) -> None:
+    server = procs.redis()
+    store = RedisStore(redis_py.Redis.from_url(server.url, socket_timeout=0.25))
+    with flask_client(store) as failing, flask_client(store, on_unavailable="anonymous") as lenient:
+        failing.post("/set?key=user&value=ada")
+        cookie = with_cookie(failing.cookies["session"])
+        pauser = redis_py.Redis.from_url(server.url)
+        with ThreadPoolExecutor(1) as pool:
+            pause = pool.submit(pauser.execute_command, "DEBUG", "SLEEP", "1.5")
+            time.sleep(0.2)
+            started = time.monotonic()
+            refused = failing.get("/get")
+            assert time.monotonic() - started < 1.2
+            assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
+            answer = lenient.post("/set?key=user&value=mallory", headers=cookie)
+            assert (answer.status_code, answer.json()) == (200, {"user": "mallory"})
+            pause.result()
+        assert failing.get("/get").json() == {"user": "ada"}
+        server.process.stop(signal.SIGKILL)
+        assert failing.get("/get").status_code == 503
+        assert lenient.get("/get", headers=cookie).json() == {}
+
+
+def test_a_store_given_the_wrong_kind_of_client_says_which_it_needs(
+    redis_server: Service,
+) -> None:
+    import redis.asyncio as redis_asyncio
+
+    store = RedisStore(redis_asyncio.Redis.from_url(redis_server.url))
+    with flask_client(store) as http, pytest.raises(ConfigurationError, match="sync one"):
+        http.post("/set?key=a&value=1")
+
+
+# -- the examples, and a rolling restart ----------------------------------------------------------
+
+
+def example_env(server: Service) -> dict[str, str]:
+    return {
+        "REDIS_URL": server.url,
+        "ZERODOWN_SESSION_SECRETS": f"{SECRET},{OLD_SECRET}",
+        "SESSION_COOKIE_SECURE": "0",  # the test bed speaks plain http
+    }
+
+
+@pytest.mark.parametrize("example", ["starlette_app", "fastapi_app", "flask_app"])
+def test_the_examples_keep_a_cart_that_their_instances_share(
+    procs: ProcessGroup, redis_server: Service, example: str
+) -> None:
+    app, env = f"examples.{example}:app", example_env(redis_server)
+    if example == "flask_app":
+        instances = [procs.gunicorn(app, env=env, args=["-k", "gthread"]) for _ in range(2)]
+    else:
+        instances = [procs.uvicorn(app, env=env) for _ in range(2)]
+    with httpx.Client() as http:
+        assert http.post(f"{instances[0].url}/cart/add?item=book").json() == {"items": ["book"]}
+        cookie = http.cookies["session"]
+        added = http.post(f"{instances[1].url}/cart/add?item=pen")
+        assert added.json() == {"items": ["book", "pen"]}
+        assert http.get(f"{instances[0].url}/cart").json() == {"items": ["book", "pen"]}
+        assert http.post(f"{instances[1].url}/cart/add?item=").status_code in (400, 422)
+        assert http.cookies["session"] == cookie
+
+
+@pytest.mark.e2e
+def test_a_rolling_restart_loses_no_request_and_no_cart_item(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    server = procs.redis()
+    plan = RehearsalPlan(
+        "examples.starlette_app:app",
+        rate=100,
+        duration=22,  # the deploy takes about 13 s after a few steady seconds
+        cart_fraction=0.3,
+        env=example_env(server),
+    )
+    report = rehearse_rolling(plan, tmp_path, lambda line: None)
+    result = report.result
+    assert result.failed == [], report.render()
+    assert result.lost_cart_items() == [], report.render()
+    added = result.cart_additions
+    assert len(added) >= 300, report.render()
+    # Visitors whose carts grew from before the deploy to after it: their session moved.
+    spanning = {
+        record.visitor
+        for record in added
+        if record.started > report.deploy_ended and len(record.cart or ()) > 1
+    } & {record.visitor for record in added if record.ended < report.deploy_started}
+    assert spanning, report.render()
+
+
+def test_lazy_sessions_cost_nothing_until_used(redis_server: Service) -> None:
+    async def main() -> None:
+        store = RedisStore(redis_server.url)
+        async with client(store) as eager:
+            await eager.post("/set?key=warm&value=up")
+            cookie = with_cookie(eager.cookies["session"])
+        async with client(store, lazy=True) as http:
+            before = commands(redis_server)
+            assert (await http.get("/noop", headers=cookie)).status_code == 200
+            assert calls_between(before, commands(redis_server)) == {}
+            assert (await http.get("/loaded", headers=cookie)).json() == {"warm": "up"}
+            with pytest.raises(RuntimeError, match=r"await request.session.load\(\)"):
+                await http.get("/get", headers=cookie)
+
+    run(main)
+
+
+def test_a_flask_route_that_never_touches_the_session_costs_nothing(
+    redis_server: Service,
+) -> None:
+    with flask_client(RedisStore(redis_server.url)) as http:
+        http.post("/set?key=user&value=ada")
+        before = commands(redis_server)
+        assert http.get("/noop").text == "ok"
+        assert calls_between(before, commands(redis_server)) == {}
+
+
+def test_websockets_read_and_change_the_session() -> None:
+    store = MemoryStore()
+    app = SessionMiddleware(make_app(Gates()), store=store, secrets=[SECRET])
+
+    async def websocket(cookie: str) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        inbox = [{"type": "websocket.connect"}]
+
+        async def receive() -> dict[str, Any]:
+            if inbox:
+                return inbox.pop()
+            await asyncio.sleep(3600)
+            raise AssertionError("unreachable")
+
+        async def send(message: Any) -> None:
+            sent.append(dict(message))
+
+        scope = {
+            "type": "websocket",
+            "path": "/ws",
+            "raw_path": b"/ws",
+            "query_string": b"",
+            "root_path": "",
+            "scheme": "wss",
+            "headers": [(b"cookie", f"session={cookie}".encode())],
+            "client": ("127.0.0.1", 5000),
+            "server": ("testserver", 443),
+            "subprotocols": [],
+        }
+        await app(scope, receive, send)
+        return sent
+
+    async def main() -> None:
+        async with client(store) as http:
+            await http.post("/set?key=user&value=ada")
+            sent = await websocket(http.cookies["session"])
+            assert json.loads(sent[1]["text"]) == {"user": "ada", "seen": "ada"}
+            assert (await http.get("/get")).json() == {"user": "ada", "seen": "ada"}
+
+    run(main)

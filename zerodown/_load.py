@@ -25,6 +25,7 @@ import http from 'k6/http';
 const plan = JSON.parse(__ENV.ZERODOWN_LOAD_PLAN);
 export const options = {
   discardResponseBodies: true,
+  noCookiesReset: true,  // each virtual user is one visitor with one session cookie
   summaryTrendStats: ['p(50)', 'p(95)', 'p(99)', 'max'],
   scenarios: {
     load: {
@@ -38,17 +39,27 @@ export const options = {
   },
 };
 
+let added = 0;  // module scope is per virtual user
+
 export default function () {
-  const slow = Math.random() < plan.slow_fraction;
-  const path = slow ? plan.slow_path : plan.fast_path;
-  const started = Date.now();
-  const res = http.get(plan.base_url + path, {
+  const params = {
     timeout: plan.timeout + 's',
     responseCallback: http.expectedStatuses({ min: 200, max: 499 }),
-  });
+  };
+  const started = Date.now();
+  let path, res, cart = null;
+  if (Math.random() < plan.cart_fraction) {
+    added += 1;
+    path = plan.cart_path + '?item=' + __VU + '-' + added;
+    res = http.post(plan.base_url + path, null, Object.assign({ responseType: 'text' }, params));
+    try { cart = JSON.parse(res.body).items; } catch (e) { cart = null; }
+  } else {
+    path = Math.random() < plan.slow_fraction ? plan.slow_path : plan.fast_path;
+    res = http.get(plan.base_url + path, params);
+  }
   console.log(JSON.stringify({
-    s: started, e: Date.now(), p: path, st: res.status,
-    er: res.error || '', rel: res.headers['X-Release'] || '',
+    s: started, e: Date.now(), p: path, st: res.status, er: res.error || '',
+    rel: res.headers['X-Release'] || '', vu: __VU, cart: cart,
   }));
 }
 
@@ -70,6 +81,10 @@ class LoadPlan:
     timeout: float = 10.0
     vus: int = 50
     max_vus: int = 200
+    #: Share of requests that add an item to the visitor's session cart (POST cart_path
+    #: ?item=VU-N, answered with the whole cart), to check that no session write is lost.
+    cart_fraction: float = 0.0
+    cart_path: str = "/cart/add"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +95,9 @@ class RequestRecord:
     status: int
     error: str
     release: str
+    visitor: int = 0
+    #: The cart a cart request was answered with; None for other requests.
+    cart: tuple[str, ...] | None = None
 
     @property
     def failed(self) -> bool:
@@ -127,11 +145,38 @@ class LoadResult:
         """Requests that had started and not ended at ``moment`` (a ``time.time()``)."""
         return [record for record in self.records if record.started <= moment < record.ended]
 
+    @property
+    def cart_additions(self) -> list[RequestRecord]:
+        """Cart requests answered 200, in the order they started."""
+        added = [r for r in self.records if r.cart is not None and r.status == 200]
+        return sorted(added, key=lambda record: record.started)
+
+    def lost_cart_items(self) -> list[str]:
+        """Items whose addition was answered 200 but that a later answer's cart lacks.
+
+        Each visitor adds one item at a time, so every answer must hold every item the
+        visitor added successfully before.
+        """
+        kept: dict[int, list[str]] = {}
+        lost: set[str] = set()
+        for record in self.cart_additions:
+            before = kept.setdefault(record.visitor, [])
+            lost.update(item for item in before if item not in (record.cart or ()))
+            before.append(record.path.rpartition("item=")[2])
+        return sorted(lost)
+
     def describe(self) -> str:
         kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.failures_by_kind.items()))
+        carts = ""
+        if self.cart_additions:
+            carts = (
+                f", {len(self.cart_additions)} items added to session carts, "
+                f"{len(self.lost_cart_items())} lost"
+            )
         return (
             f"{len(self.records)} requests, {len(self.failed)} failed"
             f"{f' ({kinds})' if kinds else ''}, {self.dropped} not sent (k6 ran out of VUs)"
+            f"{carts}"
         )
 
 
@@ -210,4 +255,6 @@ def _record(raw: dict[str, Any]) -> RequestRecord:
         status=raw["st"],
         error=raw["er"],
         release=raw["rel"],
+        visitor=int(raw.get("vu", 0)),
+        cart=None if raw.get("cart") is None else tuple(str(item) for item in raw["cart"]),
     )

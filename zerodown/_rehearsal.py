@@ -39,6 +39,8 @@ class RehearsalPlan:
     #: baseline of an app without zerodown.
     disabled: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    #: Share of requests that add to a session cart (the app serves POST /cart/add).
+    cart_fraction: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,7 @@ def rehearse_rolling(plan: RehearsalPlan, workdir: Path, progress: Progress) -> 
                 duration=plan.duration,
                 slow_path=plan.slow_path,
                 slow_fraction=plan.slow_fraction,
+                cart_fraction=plan.cart_fraction,
             ),
             workdir=workdir / "k6",
         )

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import msgspec
@@ -217,6 +217,18 @@ class Session(MutableMapping[str, Any]):
         """Save ``key`` although it was not assigned (its value was changed in place)."""
         self[key] = self._values[key]
 
+    @property
+    def modified(self) -> bool:
+        """Whether this request changes the session; setting True saves every key (Flask's
+        idiom after changing values in place)."""
+        return self.dirty
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        if value:
+            for key in list(self._values):
+                self.mark_changed(key)
+
     def regenerate(self) -> None:
         """Move the data to a new id and delete the old record: call it at login."""
         if self.id is not None and self.regenerated_from is None:
@@ -228,3 +240,72 @@ class Session(MutableMapping[str, Any]):
         self.invalidated = True
         self._values.clear()
         self._changed.clear()
+
+
+class LazySession(MutableMapping[str, Any]):
+    """A session read from the store when first used, so a request that never touches it
+    costs no store call.
+
+    WSGI apps read it on first access. ASGI apps (``SessionMiddleware(lazy=True)``) call
+    ``await request.session.load()`` first: an event loop must not wait on Redis.
+    """
+
+    def __init__(
+        self,
+        *,
+        load: Callable[[], Session] | None = None,
+        load_async: Callable[[], Awaitable[Session]] | None = None,
+    ) -> None:
+        self._load = load
+        self._load_async = load_async
+        #: The session once read; None while nothing asked for it.
+        self.loaded: Session | None = None
+
+    async def load(self) -> Session:
+        if self.loaded is None:
+            if self._load_async is None:
+                return self._session()
+            self.loaded = await self._load_async()
+        return self.loaded
+
+    def _session(self) -> Session:
+        if self.loaded is None:
+            if self._load is None:
+                raise RuntimeError(
+                    "the session is not loaded: with SessionMiddleware(lazy=True), call "
+                    "`await request.session.load()` before using request.session"
+                )
+            self.loaded = self._load()
+        return self.loaded
+
+    def __getitem__(self, key: str) -> Any:
+        return self._session()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._session()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._session()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._session())
+
+    def __len__(self) -> int:
+        return len(self._session())
+
+    @property
+    def modified(self) -> bool:
+        return self.loaded is not None and self.loaded.modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._session().modified = value
+
+    def mark_changed(self, key: str) -> None:
+        self._session().mark_changed(key)
+
+    def regenerate(self) -> None:
+        self._session().regenerate()
+
+    def invalidate(self) -> None:
+        self._session().invalidate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from ._session import Session, storage_key
+from ._session import LazySession, Session, storage_key
 from ._session_core import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
 from ._session_store import SessionStore, StoreUnavailable
 from ._types import ASGIApp, Message, Receive, Scope, Send
@@ -18,16 +18,22 @@ class SessionMiddleware:
 
     The cookie holds only a signed random id; the data is in ``store``. With a session
     cookie, the session is read in one round trip before the app runs (a request without
-    one costs nothing); changed keys are written when the response starts.
+    one costs nothing); with ``lazy=True`` only when the app calls
+    ``await request.session.load()``, so a route that never does costs nothing either.
+    Changed keys are written when the response starts.
     ``on_unavailable`` says what a request gets when the store does not answer within its
     timeout or holds a session this release cannot read: ``"fail"`` (503 with
-    ``Retry-After``) or ``"anonymous"`` (an empty session that is never written, so the
-    stored one is left as it is). The other options are :class:`SessionConfig`'s.
+    ``Retry-After``; under ``lazy=True``, ``load()`` raises :class:`StoreUnavailable`) or
+    ``"anonymous"`` (an empty session that is never written, so the stored one is left as
+    it is). The other options are :class:`SessionConfig`'s.
     """
 
-    def __init__(self, app: ASGIApp, *, store: SessionStore, **options: Any) -> None:
+    def __init__(
+        self, app: ASGIApp, *, store: SessionStore, lazy: bool = False, **options: Any
+    ) -> None:
         self.app = app
         self.store = store
+        self.lazy = lazy
         self.config = SessionConfig(**options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -36,28 +42,36 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         header = b"; ".join(value for name, value in scope["headers"] if name == b"cookie")
-        session = await self._open(self.config.cookie_id(header.decode("latin-1")))
-        if session is None:
-            await self._refuse(send, websocket=kind == "websocket")
-            return
+        session_id = self.config.cookie_id(header.decode("latin-1"))
+        session = LazySession(load_async=lambda: self._open(session_id))
+        if not self.lazy:
+            try:
+                await session.load()
+            except StoreUnavailable:
+                await self._refuse(send, websocket=kind == "websocket")
+                return
         scope["session"] = session
         if kind == "http":
             await self.app(scope, receive, self._sender(session, send))
             return
         # A websocket cannot set a cookie: it saves changes to the session it came with.
         await self.app(scope, receive, send)
-        if session.id is not None and session.dirty:
+        loaded = session.loaded
+        if loaded is not None and loaded.id is not None and loaded.dirty:
             with contextlib.suppress(StoreUnavailable):  # the store logged the incident
-                await self._save(session)
+                await self._save(loaded)
 
-    async def _open(self, session_id: str | None) -> Session | None:
+    async def _open(self, session_id: str | None) -> Session:
         stored, unavailable = None, False
         if session_id is not None:
             try:
                 stored = await self.store.load(storage_key(session_id), self.config.max_age)
             except StoreUnavailable:
                 unavailable = True
-        return self.config.open(session_id, stored, unavailable=unavailable)
+        session = self.config.open(session_id, stored, unavailable=unavailable)
+        if session is None:
+            raise StoreUnavailable("the session could not be read; on_unavailable='fail'")
+        return session
 
     async def _save(self, session: Session) -> str | None:
         """Write the session's changes; the Set-Cookie value to send, if any."""
@@ -72,14 +86,14 @@ class SessionMiddleware:
         await send({"type": "http.response.start", "status": 503, "headers": _REFUSAL_HEADERS})
         await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
 
-    def _sender(self, session: Session, send: Send) -> Send:
+    def _sender(self, session: LazySession, send: Send) -> Send:
         refused = False
 
         async def send_with_session(message: Message) -> None:
             nonlocal refused
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and session.loaded is not None:
                 try:
-                    cookie = await self._save(session)
+                    cookie = await self._save(session.loaded)
                 except StoreUnavailable:
                     if self.config.on_unavailable == "fail":
                         refused = True
