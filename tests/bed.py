@@ -156,14 +156,14 @@ class ProcessGroup:
         # DEBUG SLEEP pauses the server: a stalled Redis, for the outage tests.
         argv += ["no", "--dir", str(data), "--enable-debug-command", "local"]
         process = self.start("redis", argv)
-        _wait_for_port_owner(process, port)
+        wait_for_port_owner(process, port)
         return Service(process, port, f"redis://{LOOPBACK}:{port}/0")
 
     def stop_all(self) -> None:
         stop_all(reversed(self.processes))
 
 
-def _wait_for_port_owner(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
+def wait_for_port_owner(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.returncode is not None:
@@ -222,7 +222,7 @@ def start_postgres(processes: list[ManagedProcess]) -> Service:
         )
     process = ManagedProcess("postgres", popen, log)
     processes.append(process)
-    _wait_for_port_owner(process, port)
+    wait_for_port_owner(process, port)
     ready = [str(bin_dir / "pg_isready"), "-h", LOOPBACK, "-p", str(port), "-t", "1"]
     deadline = time.monotonic() + 15
     while subprocess.run(ready, capture_output=True, check=False).returncode != 0:
@@ -240,4 +240,5 @@ __all__ = [
     "ProcessGroup",
     "Service",
     "start_postgres",
+    "wait_for_port_owner",
 ]

@@ -269,6 +269,8 @@ def test_the_examples_check_the_dependencies_the_environment_names(
         "ZERODOWN_HEALTH_TOKEN": TOKEN,
         "DATABASE_URL": postgres_server.url,
         "REDIS_URL": server.url,
+        # With REDIS_URL the examples keep sessions too, which need their secrets.
+        "ZERODOWN_SESSION_SECRETS": "health-test-secret-32-characters",
     }
     app = f"examples.{example}:app"
     if example == "flask_app":

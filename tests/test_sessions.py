@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +25,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from tests.bed import ProcessGroup, Service
+from tests.bed import ProcessGroup, Service, wait_for_port_owner
 from zerodown import ConfigurationError
+from zerodown._procs import LOOPBACK, free_port
 from zerodown._rehearsal import RehearsalPlan, rehearse_rolling
 from zerodown._session import storage_key
 from zerodown.codec import Record, Registry
@@ -492,6 +495,15 @@ def test_the_memory_store_keeps_the_same_rules_and_its_bound() -> None:
     run(main)
 
 
+def test_without_a_store_sessions_live_in_memory_and_say_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="zerodown"):
+        app = SessionMiddleware(make_app(Gates()), secrets=[SECRET])
+    assert isinstance(app.store, MemoryStore)
+    assert "kept in this process's memory" in caplog.text
+
+
 def test_plain_http_cookies_are_an_explicit_logged_opt_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -708,3 +720,75 @@ def test_websockets_read_and_change_the_session() -> None:
             assert (await http.get("/get")).json() == {"user": "ada", "seen": "ada"}
 
     run(main)
+
+
+def test_a_sentinel_managed_client_is_a_store_like_any_other(
+    procs: ProcessGroup, redis_server: Service, tmp_path: Path
+) -> None:
+    import redis.asyncio.sentinel as redis_sentinel
+
+    port = free_port()
+    config = tmp_path / "sentinel.conf"  # sentinel rewrites its config, so a file of its own
+    config.write_text(
+        f"port {port}\nbind {LOOPBACK}\nsentinel monitor main {LOOPBACK} {redis_server.port} 1\n"
+    )
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    procs.start("sentinel", [binary, str(config), "--sentinel"])
+
+    async def main() -> dict[str, str]:
+        sentinel = redis_sentinel.Sentinel([(LOOPBACK, port)], socket_timeout=0.5)
+        for _ in range(100):  # until the sentinel listens
+            try:
+                await sentinel.discover_master("main")
+                break
+            except (redis_py.ConnectionError, redis_sentinel.MasterNotFoundError):
+                await asyncio.sleep(0.05)
+        async with client(RedisStore(sentinel.master_for("main"))) as http:
+            await http.post("/set?key=user&value=ada")
+            return dict((await http.get("/get")).json())
+
+    assert run(main) == {"user": "ada"}
+    assert len(stored(redis_server)) == 1
+
+
+def test_a_cluster_client_is_a_store_like_any_other(procs: ProcessGroup, tmp_path: Path) -> None:
+    import redis.asyncio.cluster as redis_cluster
+
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    assert binary is not None
+    assert cli is not None
+    ports = [free_port() for _ in range(3)]
+    for port in ports:
+        node = tmp_path / f"node-{port}"
+        node.mkdir()
+        argv = [binary, "--port", str(port), "--bind", LOOPBACK, "--cluster-enabled", "yes"]
+        argv += ["--dir", str(node), "--save", "", "--appendonly", "no"]
+        wait_for_port_owner(procs.start(f"cluster-{port}", argv), port)
+    nodes = [f"{LOOPBACK}:{port}" for port in ports]
+    subprocess.run(
+        [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    probe = redis_py.Redis(host=LOOPBACK, port=ports[0])
+    for _ in range(200):
+        if b"cluster_state:ok" in probe.execute_command("CLUSTER", "INFO"):
+            break
+        time.sleep(0.05)
+
+    async def main() -> dict[str, str]:
+        cluster = redis_cluster.RedisCluster(host=LOOPBACK, port=ports[0])
+        try:
+            async with client(RedisStore(cluster)) as http:
+                await http.post("/set?key=theme&value=dark")
+                await http.post("/login?user=ada")  # moves the session to another key
+                seen = dict((await http.get("/get")).json())
+                await http.post("/logout")
+                assert (await http.get("/get")).json() == {}
+                return seen
+        finally:
+            await cluster.aclose()
+
+    assert run(main) == {"theme": "dark", "user": "ada"}

@@ -7,7 +7,7 @@ from typing import Any
 
 from ._session import LazySession, Session, storage_key
 from ._session_core import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
-from ._session_store import SessionStore, StoreUnavailable
+from ._session_store import SessionStore, StoreUnavailable, store_or_memory
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 _REFUSAL_HEADERS = [(name.encode(), value.encode()) for name, value in UNAVAILABLE_HEADERS]
@@ -29,10 +29,10 @@ class SessionMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, store: SessionStore, lazy: bool = False, **options: Any
+        self, app: ASGIApp, *, store: SessionStore | None = None, lazy: bool = False, **options: Any
     ) -> None:
         self.app = app
-        self.store = store
+        self.store = store_or_memory(store)
         self.lazy = lazy
         self.config = SessionConfig(**options)
 

@@ -299,3 +299,14 @@ class MemoryStore:
                     fields.pop(name, None)
                 self._put(plan.keys[0], fields, ttl)
             return True
+
+
+def store_or_memory(store: SessionStore | None) -> SessionStore:
+    """``store``, or a :class:`MemoryStore` for development when none was given."""
+    if store is not None:
+        return store
+    logger.warning(
+        "zerodown: sessions are kept in this process's memory (no store was given): other "
+        "processes and restarts do not see them. Pass store=RedisStore(url) in production."
+    )
+    return MemoryStore()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._session import LazySession, Session, storage_key
 from ._session_core import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
-from ._session_store import SessionStore, StoreUnavailable
+from ._session_store import SessionStore, StoreUnavailable, store_or_memory
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -28,9 +28,11 @@ class WSGISessionMiddleware:
     for :class:`SessionMiddleware`.
     """
 
-    def __init__(self, app: WSGIApplication, *, store: SessionStore, **options: Any) -> None:
+    def __init__(
+        self, app: WSGIApplication, *, store: SessionStore | None = None, **options: Any
+    ) -> None:
         self.app = app
-        self.store = store
+        self.store = store_or_memory(store)
         self.config = SessionConfig(**options)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -81,7 +83,7 @@ class WSGISessionMiddleware:
         return self.config.cookie_after(plan, written)
 
 
-def init_flask(app: Any, *, store: SessionStore, **options: Any) -> None:
+def init_flask(app: Any, *, store: SessionStore | None = None, **options: Any) -> None:
     """Make ``flask.session`` a zerodown session: ``init_flask(app, store=RedisStore(url))``.
 
     Wraps ``app.wsgi_app`` in :class:`WSGISessionMiddleware`, installs a session interface
