@@ -68,10 +68,7 @@ class SessionMiddleware:
                 stored = await self.store.load(storage_key(session_id), self.config.max_age)
             except StoreUnavailable:
                 unavailable = True
-        session = self.config.open(session_id, stored, unavailable=unavailable)
-        if session is None:
-            raise StoreUnavailable("the session could not be read; on_unavailable='fail'")
-        return session
+        return self.config.open(session_id, stored, unavailable=unavailable)
 
     async def _save(self, session: Session) -> str | None:
         """Write the session's changes; the Set-Cookie value to send, if any."""

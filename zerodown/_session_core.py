@@ -13,6 +13,7 @@ from typing import Literal
 from ._codec import Registry, UnreadableRecord
 from ._errors import ConfigurationError
 from ._session import DEFAULT_MAX_SIZE, Session, Signer, new_session_id, storage_key
+from ._session_store import StoreUnavailable
 
 logger = logging.getLogger("zerodown")
 
@@ -106,9 +107,11 @@ class SessionConfig:
 
     def open(
         self, session_id: str | None, stored: dict[str, bytes] | None, *, unavailable: bool
-    ) -> Session | None:
-        """The request's session, given what the store returned; None when the outage
-        policy refuses the request."""
+    ) -> Session:
+        """The request's session, given what the store returned.
+
+        Raises :class:`StoreUnavailable` when the outage policy refuses the request.
+        """
         if unavailable:
             return self._anonymous()
         if session_id is None or stored is None:
@@ -125,9 +128,9 @@ class SessionConfig:
             )
             return self._anonymous()
 
-    def _anonymous(self) -> Session | None:
+    def _anonymous(self) -> Session:
         if self.on_unavailable == "fail":
-            return None
+            raise StoreUnavailable("the session could not be read; on_unavailable='fail'")
         return Session(None, {}, records=self.records, max_size=self.max_size, writable=False)
 
     def plan_save(self, session: Session) -> SavePlan:

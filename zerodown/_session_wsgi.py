@@ -72,10 +72,7 @@ class WSGISessionMiddleware:
                 stored = self.store.load_sync(storage_key(session_id), self.config.max_age)
             except StoreUnavailable:
                 unavailable = True
-        session = self.config.open(session_id, stored, unavailable=unavailable)
-        if session is None:
-            raise StoreUnavailable("the session could not be read; on_unavailable='fail'")
-        return session
+        return self.config.open(session_id, stored, unavailable=unavailable)
 
     def _save(self, session: Session) -> str | None:
         plan = self.config.plan_save(session)
