@@ -763,6 +763,8 @@ def test_a_cluster_client_is_a_store_like_any_other(procs: ProcessGroup, tmp_pat
         node = tmp_path / f"node-{port}"
         node.mkdir()
         argv = [binary, "--port", str(port), "--bind", LOOPBACK, "--cluster-enabled", "yes"]
+        # The bus port defaults to port + 10000, past 65535 for a high free port.
+        argv += ["--cluster-port", str(free_port())]
         argv += ["--dir", str(node), "--save", "", "--appendonly", "no"]
         wait_for_port_owner(procs.start(f"cluster-{port}", argv), port)
     nodes = [f"{LOOPBACK}:{port}" for port in ports]
