@@ -34,3 +34,11 @@ def write_section(name: str, body: str) -> None:
     )
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
+
+
+def report(name: str, body: str, *, write: bool, met: bool) -> int:
+    """Print a benchmark's section, write it into the docs if asked; the exit status."""
+    print(body)
+    if write:
+        write_section(name, body)
+    return 0 if met else 1

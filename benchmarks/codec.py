@@ -25,7 +25,7 @@ from collections.abc import Callable
 import msgspec
 import pydantic
 
-from benchmarks._report import write_section
+from benchmarks._report import report
 from zerodown.codec import Record, Registry
 
 ROUNDS = 21
@@ -187,10 +187,7 @@ plain dicts) and is still slower. The targets against pydantic v2 (5x) and stdli
 {medians["stdlib json (plain dicts)"] / medians["msgspec (raw struct)"]:.1f}x faster than
 stdlib json here, so no msgspec-based codec within 2x of it can meet them on this record.
 """
-    print(body)
-    if args.write:
-        write_section("codec", body)
-    return 0 if all(met for _, met in targets.values()) else 1
+    return report("codec", body, write=args.write, met=all(met for _, met in targets.values()))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._report import write_section
+from benchmarks._asgi import REQUEST, get_scope
+from benchmarks._report import report
 from benchmarks._serve import arguments, measured_rps, start_uvicorn
 from benchmarks.health_apps import fastapi_health_app, registry, zerodown_app
-from zerodown._procs import LOOPBACK
 from zerodown._types import ASGIApp, Message
 
 APPS: dict[str, ASGIApp] = {"zerodown": zerodown_app, "fastapi-health": fastapi_health_app}
@@ -35,21 +35,8 @@ BLOCKS = 20
 
 
 async def _timed_probes(app: ASGIApp, calls: int) -> list[float]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/readyz",
-        "raw_path": b"/readyz",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"bench")],
-        "client": ("10.0.0.1", 1),
-        "server": (LOOPBACK, 2),
-    }
-    request: Message = {"type": "http.request", "body": b"", "more_body": False}
+    scope = get_scope("/readyz", "10.0.0.1")
+    request = REQUEST
     statuses: list[int] = []
 
     async def receive() -> Message:
@@ -145,10 +132,7 @@ off) each app runs alone in one process and wrk drives it with 1 thread and 32 k
 connections; a 1 s warm-up precedes each measured wrk run, and the apps alternate which goes
 first in a round.
 """
-    print(body)
-    if args.write:
-        write_section("health", body)
-    return 0 if latency_ok and rate_ok else 1
+    return report("health", body, write=args.write, met=latency_ok and rate_ok)
 
 
 if __name__ == "__main__":

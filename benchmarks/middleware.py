@@ -22,10 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._report import write_section
+from benchmarks._asgi import REQUEST, get_scope
+from benchmarks._report import report
 from benchmarks._serve import arguments, measured_rps, start_uvicorn
 from benchmarks.hello_apps import bare, pass_through, wrapped
-from zerodown._procs import LOOPBACK, ManagedProcess, find_tool
+from zerodown._procs import ManagedProcess, find_tool
 from zerodown._types import ASGIApp, Message
 
 CALLS = 20_000
@@ -33,21 +34,8 @@ ROUNDS = 41
 
 
 async def _per_request_seconds(app: ASGIApp, calls: int) -> float:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"bench")],
-        "client": (LOOPBACK, 1),
-        "server": (LOOPBACK, 2),
-    }
-    request: Message = {"type": "http.request", "body": b"", "more_body": False}
+    scope = get_scope("/")
+    request = REQUEST
 
     async def receive() -> Message:
         return request
@@ -207,10 +195,7 @@ whose ratio is the sum of the wrapped app's rates over the bare app's. The resul
 median of the blocks: on this machine whichever server runs first in a round is faster, by
 up to 20%, and the block cancels that and any linear drift.
 """
-    print(body)
-    if args.write:
-        write_section("middleware", body)
-    return 0 if in_process_ok and throughput_ok else 1
+    return report("middleware", body, write=args.write, met=in_process_ok and throughput_ok)
 
 
 if __name__ == "__main__":

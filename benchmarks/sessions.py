@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from benchmarks._report import write_section
+from benchmarks._report import report
 from benchmarks._serve import arguments, measured_rps, start_uvicorn
 from zerodown._procs import LOOPBACK, ManagedProcess, free_port, start_process
 
@@ -146,10 +146,7 @@ of each kind. Throughput: each app alone in one uvicorn process (httptools, uvlo
 log off), wrk -t1 -c32 sending one session's cookie, a 1 s warm-up before each measured
 run, the apps alternating which goes first in a round.
 """
-    print(body)
-    if args.write:
-        write_section("sessions", body)
-    return 0 if ratio_ok else 1
+    return report("sessions", body, write=args.write, met=ratio_ok)
 
 
 if __name__ == "__main__":
