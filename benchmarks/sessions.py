@@ -19,7 +19,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ import redis
 
 from benchmarks._report import report
 from benchmarks._serve import arguments, measured_rps, start_uvicorn
-from zerodown._procs import LOOPBACK, ManagedProcess, free_port, start_process
+from zerodown._procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_port
 
 APPS = ("zerodown", "starsessions")
 SAMPLE = 200
@@ -40,15 +39,8 @@ def start_redis(workdir: Path) -> tuple[ManagedProcess, str]:
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--dir", str(workdir)]
     server = start_process("redis", argv, log_path=workdir / "redis.log", cwd=workdir)
-    url = f"redis://{LOOPBACK}:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    return server, url
+    wait_for_port(server, port)
+    return server, f"redis://{LOOPBACK}:{port}/0"
 
 
 def start_app(name: str, redis_url: str, log: Path) -> tuple[ManagedProcess, str]:

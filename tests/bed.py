@@ -8,7 +8,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from zerodown._procs import (
     start_process,
     stop_all,
     wait_for_http,
+    wait_for_port,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,24 +156,11 @@ class ProcessGroup:
         # DEBUG SLEEP pauses the server: a stalled Redis, for the outage tests.
         argv += ["no", "--dir", str(data), "--enable-debug-command", "local"]
         process = self.start("redis", argv)
-        wait_for_port_owner(process, port)
+        wait_for_port(process, port)
         return Service(process, port, f"redis://{LOOPBACK}:{port}/0")
 
     def stop_all(self) -> None:
         stop_all(reversed(self.processes))
-
-
-def wait_for_port_owner(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise RuntimeError(f"{process.name} exited early:\n{process.log_text()[-4000:]}")
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{process.name} did not listen on {port} in {timeout}s")
 
 
 # -- PostgreSQL ------------------------------------------------------------------------
@@ -222,7 +209,7 @@ def start_postgres(processes: list[ManagedProcess]) -> Service:
         )
     process = ManagedProcess("postgres", popen, log)
     processes.append(process)
-    wait_for_port_owner(process, port)
+    wait_for_port(process, port)
     ready = [str(bin_dir / "pg_isready"), "-h", LOOPBACK, "-p", str(port), "-t", "1"]
     deadline = time.monotonic() + 15
     while subprocess.run(ready, capture_output=True, check=False).returncode != 0:
@@ -240,5 +227,4 @@ __all__ = [
     "ProcessGroup",
     "Service",
     "start_postgres",
-    "wait_for_port_owner",
 ]

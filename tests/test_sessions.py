@@ -25,9 +25,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from tests.bed import ProcessGroup, Service, wait_for_port_owner
+from tests.bed import ProcessGroup, Service
 from zerodown import ConfigurationError
-from zerodown._procs import LOOPBACK, free_port
+from zerodown._procs import LOOPBACK, free_port, wait_for_port
 from zerodown._rehearsal import RehearsalPlan, rehearse_rolling
 from zerodown._session import storage_key
 from zerodown.codec import Record, Registry
@@ -766,7 +766,7 @@ def test_a_cluster_client_is_a_store_like_any_other(procs: ProcessGroup, tmp_pat
         # The bus port defaults to port + 10000, past 65535 for a high free port.
         argv += ["--cluster-port", str(free_port())]
         argv += ["--dir", str(node), "--save", "", "--appendonly", "no"]
-        wait_for_port_owner(procs.start(f"cluster-{port}", argv), port)
+        wait_for_port(procs.start(f"cluster-{port}", argv), port)
     nodes = [f"{LOOPBACK}:{port}" for port in ports]
     subprocess.run(
         [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],

@@ -91,8 +91,6 @@ class Check:
     max_backoff: float = 5.0
     secrets: Collection[str] = ()
     is_async: bool = field(init=False, repr=False, compare=False)
-    #: ``probes`` as a set.
-    groups: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _CHECK_NAME.match(self.name):
@@ -115,11 +113,15 @@ class Check:
             if not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"check {self.name!r}: {threshold} must be an int >= 1")
         object.__setattr__(self, "probes", probes)
-        object.__setattr__(self, "groups", probes)
         object.__setattr__(self, "secrets", tuple(s for s in self.secrets if s))
         call = getattr(self.function, "__call__", None)  # noqa: B004 - async callable objects
         is_async = inspect.iscoroutinefunction(self.function) or inspect.iscoroutinefunction(call)
         object.__setattr__(self, "is_async", is_async)
+
+    @property
+    def groups(self) -> frozenset[str]:
+        """``probes``, which ``__post_init__`` made a frozenset."""
+        return cast(frozenset[str], self.probes)
 
     def shown_status(self, result: CheckResult) -> Status:
         """The status as reported: a failing check that is not critical only warns."""

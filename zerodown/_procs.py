@@ -135,6 +135,20 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
         return None
 
 
+def wait_for_port(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
+    """Wait until ``process`` listens on ``port`` (loopback); fail early when it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise RuntimeError(f"{process.name} exited early:\n{process.log_text()[-4000:]}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{process.name} did not listen on {port} in {timeout}s")
+
+
 def wait_for_http(
     url: str,
     *,

@@ -159,11 +159,6 @@ class Session(MutableMapping[str, Any]):
             self._values[key] = decode_value(payload, records)
 
     @property
-    def is_new(self) -> bool:
-        """True when no stored session backs this one (a first visit, or an unknown id)."""
-        return self.id is None
-
-    @property
     def changed(self) -> dict[str, bytes]:
         return self._changed
 
