@@ -794,3 +794,20 @@ def test_a_cluster_client_is_a_store_like_any_other(procs: ProcessGroup, tmp_pat
             await cluster.aclose()
 
     assert run(main) == {"theme": "dark", "user": "ada"}
+
+
+@pytest.mark.e2e
+def test_the_same_rolling_restart_without_zerodown_fails_requests(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    server = procs.redis()
+    plan = RehearsalPlan(
+        "examples.starlette_app:app",
+        rate=100,
+        duration=22,
+        cart_fraction=0.3,
+        env=example_env(server),
+        disabled=True,
+    )
+    report = rehearse_rolling(plan, tmp_path, lambda line: None)
+    assert report.result.failed, f"the baseline must show failures: {report.render()}"
