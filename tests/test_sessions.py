@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket
 from tests.bed import ProcessGroup, Service
 from zerodown import ConfigurationError
 from zerodown._procs import LOOPBACK, free_port, wait_for_port
-from zerodown._rehearsal import RehearsalPlan, rehearse_rolling
+from zerodown._rehearsal import RehearsalPlan, RehearsalReport, rehearse_rolling
 from zerodown._session import storage_key
 from zerodown.codec import Record, Registry
 from zerodown.sessions import (
@@ -626,19 +626,26 @@ def test_the_examples_keep_a_cart_that_their_instances_share(
         assert http.cookies["session"] == cookie
 
 
-@pytest.mark.e2e
-def test_a_rolling_restart_loses_no_request_and_no_cart_item(
-    procs: ProcessGroup, tmp_path: Path
-) -> None:
-    server = procs.redis()
+def rolling_restart_with_carts(
+    procs: ProcessGroup, tmp_path: Path, *, disabled: bool
+) -> RehearsalReport:
+    """Two Starlette examples replaced in turn while 30% of requests add to session carts."""
     plan = RehearsalPlan(
         "examples.starlette_app:app",
         rate=100,
         duration=22,  # the deploy takes about 13 s after a few steady seconds
         cart_fraction=0.3,
-        env=example_env(server),
+        env=example_env(procs.redis()),
+        disabled=disabled,
     )
-    report = rehearse_rolling(plan, tmp_path, lambda line: None)
+    return rehearse_rolling(plan, tmp_path, lambda line: None)
+
+
+@pytest.mark.e2e
+def test_a_rolling_restart_loses_no_request_and_no_cart_item(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    report = rolling_restart_with_carts(procs, tmp_path, disabled=False)
     result = report.result
     assert result.failed == [], report.render()
     assert result.lost_cart_items() == [], report.render()
@@ -800,14 +807,5 @@ def test_a_cluster_client_is_a_store_like_any_other(procs: ProcessGroup, tmp_pat
 def test_the_same_rolling_restart_without_zerodown_fails_requests(
     procs: ProcessGroup, tmp_path: Path
 ) -> None:
-    server = procs.redis()
-    plan = RehearsalPlan(
-        "examples.starlette_app:app",
-        rate=100,
-        duration=22,
-        cart_fraction=0.3,
-        env=example_env(server),
-        disabled=True,
-    )
-    report = rehearse_rolling(plan, tmp_path, lambda line: None)
+    report = rolling_restart_with_carts(procs, tmp_path, disabled=True)
     assert report.result.failed, f"the baseline must show failures: {report.render()}"
