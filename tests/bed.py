@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zerodown._haproxy import Backend, HAProxy, HealthCheck, start_haproxy
+from zerodown._haproxy import DEFAULT_BACKEND, HAProxy, HealthCheck, start_haproxy
 from zerodown._load import LoadPlan, LoadRun, start_load
 from zerodown._procs import (
     LOOPBACK,
@@ -59,6 +59,7 @@ class ProcessGroup:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.processes: list[ManagedProcess] = []
+        self.proxies: list[HAProxy] = []
         self._count = 0
 
     def _log(self, name: str) -> Path:
@@ -126,16 +127,16 @@ class ProcessGroup:
         check: HealthCheck | None = None,
         retries: int = 0,
     ) -> HAProxy:
-        backends = [Backend(f"s{i}", instance.port) for i, instance in enumerate(instances)]
+        """HAProxy with ``instances`` as servers ``s0``, ``s1``, ..."""
         self._count += 1
         proxy = start_haproxy(
-            backends,
-            workdir=self.workdir / f"{self._count:02d}-haproxy",
-            check=check,
-            retries=retries,
+            workdir=self.workdir / f"{self._count:02d}-haproxy", check=check, retries=retries
         )
-        self._track(proxy.process)
-        proxy.wait_for_states({backend.name: "UP" for backend in backends})
+        self.proxies.append(proxy)
+        names = [f"s{index}" for index in range(len(instances))]
+        for name, instance in zip(names, instances, strict=True):
+            proxy.add_server(DEFAULT_BACKEND, name, instance.port)
+        proxy.wait_for_states(dict.fromkeys(names, "UP"))
         return proxy
 
     def load(self, plan: LoadPlan) -> LoadRun:
@@ -160,6 +161,8 @@ class ProcessGroup:
         return Service(process, port, f"redis://{LOOPBACK}:{port}/0")
 
     def stop_all(self) -> None:
+        for proxy in self.proxies:
+            proxy.stop()
         stop_all(reversed(self.processes))
 
 

@@ -40,7 +40,7 @@ def test_haproxy_checks_readiness_and_k6_records_each_request(procs: ProcessGrou
     assert len(outcome.records) >= 60, outcome.describe()
     assert not outcome.failed, outcome.describe()
     assert {record.path for record in outcome.records} == {"/", "/slow?ms=50"}
-    assert all(record.release == "dev" for record in outcome.records)
+    assert all(record.server == "s0" for record in outcome.records)
 
 
 def test_stopped_processes_are_gone(procs: ProcessGroup) -> None:

@@ -28,7 +28,8 @@ from starlette.websockets import WebSocket
 from tests.bed import ProcessGroup, Service
 from zerodown import ConfigurationError
 from zerodown._procs import LOOPBACK, free_port, wait_for_port
-from zerodown._rehearsal import RehearsalPlan, RehearsalReport, rehearse_rolling
+from zerodown._rehearsal import Progress, RehearsalPlan, rehearse
+from zerodown._rehearsal_report import RehearsalReport
 from zerodown._session import storage_key
 from zerodown.codec import Record, Registry
 from zerodown.sessions import (
@@ -638,7 +639,7 @@ def rolling_restart_with_carts(
         env=example_env(procs.redis()),
         disabled=disabled,
     )
-    return rehearse_rolling(plan, tmp_path, lambda line: None)
+    return rehearse(plan, tmp_path, Progress(None))
 
 
 @pytest.mark.e2e

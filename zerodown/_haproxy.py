@@ -1,9 +1,17 @@
-"""HAProxy in front of local instances, as strict as kube-proxy: no retries, no redispatch."""
+"""HAProxy in front of local instances, as strict as kube-proxy: no retries, no redispatch.
+
+Servers are added and removed at run time through HAProxy's admin socket, as endpoints
+come and go in Kubernetes: each instance gets a server of its own, named after it, and
+every response carries that name in ``X-Zerodown-Server`` so that each request can be
+traced to the instance (and release) that answered it.
+"""
 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,13 +23,9 @@ INSTALL_HINT = (
     "haproxy was not found on PATH; install it with `sudo apt-get install haproxy` "
     "(Debian, Ubuntu) or `brew install haproxy` (macOS)"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    name: str
-    port: int
-    weight: int = 100
+#: The response header naming the server that answered.
+SERVER_HEADER = "X-Zerodown-Server"
+DEFAULT_BACKEND = "app"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +36,17 @@ class HealthCheck:
     interval: float = 1.0
     fall: int = 2
     rise: int = 2
+    #: An ``http-check expect`` rule: what counts as healthy.
+    expect: str = "status 200"
+
+
+#: Where Debian and Homebrew put it, outside a non-root user's PATH.
+INSTALL_LOCATIONS = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
 
 
 def find_haproxy() -> str:
     found = shutil.which("haproxy") or next(
-        (path for path in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if Path(path).exists()),
-        None,
+        (path for path in INSTALL_LOCATIONS if Path(path).exists()), None
     )
     if found is None:
         raise FileNotFoundError(INSTALL_HINT)
@@ -47,19 +56,29 @@ def find_haproxy() -> str:
 def render_config(
     *,
     port: int,
-    backends: Sequence[Backend],
+    backends: Sequence[str],
     admin_socket: Path,
+    route_map: Path,
     check: HealthCheck,
     retries: int = 0,
 ) -> str:
-    servers = "\n".join(
-        f"    server {backend.name} {LOOPBACK}:{backend.port} check weight {backend.weight}"
-        for backend in backends
-    )
+    # One retry on another server, on connection errors only: what an nginx ingress does
+    # (proxy_next_upstream error).
     retry_lines = (
         "    retries 0\n    no option redispatch"
         if retries == 0
-        else f"    retries {retries}\n    retry-on conn-failure empty-response"
+        else f"    retries {retries}\n    option redispatch 1\n"
+        "    retry-on conn-failure empty-response"
+    )
+    sections = "\n".join(
+        f"""\
+backend {name}
+    balance roundrobin
+    option httpchk GET {check.path}
+    http-check expect {check.expect}
+    http-response set-header {SERVER_HEADER} %s
+"""
+        for name in backends
     )
     return f"""\
 global
@@ -78,24 +97,27 @@ defaults
 
 frontend zerodown_in
     bind {LOOPBACK}:{port}
-    default_backend app
+    use_backend %[str(active),map({route_map},{backends[0]})]
 
-backend app
-    balance roundrobin
-    option httpchk GET {check.path}
-    http-check expect status 200
-    default-server inter {int(check.interval * 1000)}ms fall {check.fall} rise {check.rise}
-{servers}
-"""
+{sections}"""
 
 
 class HAProxy:
     """A running HAProxy with its admin socket."""
 
-    def __init__(self, process: ManagedProcess, port: int, admin_socket: Path) -> None:
+    def __init__(
+        self,
+        process: ManagedProcess,
+        port: int,
+        admin_socket: Path,
+        route_map: Path,
+        check: HealthCheck,
+    ) -> None:
         self.process = process
         self.port = port
         self.admin_socket = admin_socket
+        self._route_map = route_map
+        self.check = check
 
     @property
     def url(self) -> str:
@@ -110,22 +132,71 @@ class HAProxy:
             chunks = []
             while chunk := admin.recv(65536):
                 chunks.append(chunk)
-        return b"".join(chunks).decode(errors="replace")
+        return b"".join(chunks).decode(errors="replace").strip()
 
-    def server_states(self) -> dict[str, str]:
-        """Each server's status as HAProxy sees it (``UP``, ``DOWN``, ``MAINT``, ...)."""
+    def _expect(self, line: str, success: str = "") -> None:
+        """Send ``line``; raise unless the answer starts with ``success`` (or is empty)."""
+        answer = self.command(line)
+        accepted = answer.startswith(success) if success else not answer
+        if not accepted:
+            raise RuntimeError(f"HAProxy refused `{line}`: {answer}")
+
+    def add_server(self, backend: str, name: str, port: int, weight: int = 100) -> None:
+        """Put an instance into ``backend``, with active checks; it takes traffic at once.
+
+        Add an instance once it is ready, as Kubernetes adds a pod's endpoint only once its
+        readiness probe passed.
+        """
+        check = self.check
+        self._expect(
+            f"add server {backend}/{name} {LOOPBACK}:{port} check "
+            f"inter {int(check.interval * 1000)} fall {check.fall} rise {check.rise} "
+            f"weight {weight}",
+            "New server registered",
+        )
+        self._expect(f"enable health {backend}/{name}")
+        self._expect(f"enable server {backend}/{name}")
+
+    def remove_server(self, backend: str, name: str, timeout: float = 5.0) -> None:
+        """Take a server out; it is deleted once HAProxy holds no connection to it."""
+        self._expect(f"disable server {backend}/{name}")
+        deadline = time.monotonic() + timeout
+        while self.command(f"del server {backend}/{name}") != "Server deleted.":
+            # Disabled, it takes no traffic: a server HAProxy will not delete yet is harmless.
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+
+    def set_weight(self, backend: str, name: str, weight: int) -> None:
+        self._expect(f"set weight {backend}/{name} {weight}")
+
+    def route_to(self, backend: str) -> None:
+        """Send every new request to ``backend`` (a blue-green switch)."""
+        self._expect(f"set map {self._route_map} active {backend}")
+
+    def server_stats(self) -> dict[str, dict[str, str]]:
+        """Each server's row of ``show stat`` (``status``, ``scur``, ...), by server name."""
         lines = self.command("show stat").splitlines()
         if not lines:
             return {}
         columns = lines[0].lstrip("# ").split(",")
-        proxy, server, status = (columns.index(key) for key in ("pxname", "svname", "status"))
-        states = {}
+        rows = {}
         for line in lines[1:]:
-            fields = line.split(",")
-            is_server = len(fields) > status and fields[server] not in ("FRONTEND", "BACKEND")
-            if is_server and fields[proxy] == "app":
-                states[fields[server]] = fields[status].split(" ")[0]
-        return states
+            row = dict(zip(columns, line.split(","), strict=False))
+            if row.get("svname") not in (None, "FRONTEND", "BACKEND"):
+                rows[row["svname"]] = row
+        return rows
+
+    def server_states(self) -> dict[str, str]:
+        """Each server's status as HAProxy sees it (``UP``, ``DOWN``, ``MAINT``, ...)."""
+        return {
+            name: row.get("status", "").split(" ")[0] for name, row in self.server_stats().items()
+        }
+
+    def stop(self) -> None:
+        """Stop HAProxy and remove its admin socket's directory."""
+        self.process.stop(signal.SIGINT)
+        shutil.rmtree(self.admin_socket.parent, ignore_errors=True)
 
     def wait_for_states(self, expected: dict[str, str], timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -139,23 +210,30 @@ class HAProxy:
 
 
 def start_haproxy(
-    backends: Sequence[Backend],
     *,
     workdir: Path,
+    backends: Sequence[str] = (DEFAULT_BACKEND,),
     check: HealthCheck | None = None,
     retries: int = 0,
     port: int | None = None,
 ) -> HAProxy:
+    """Start HAProxy with empty ``backends``, routing to the first; add servers after."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    admin_socket = workdir / "haproxy-admin.sock"
+    # A directory of its own under the system's temp dir: a socket path in a deep workdir
+    # would exceed the 97 bytes HAProxy allows.
+    admin_socket = Path(tempfile.mkdtemp(prefix="zerodown-haproxy-")) / "admin.sock"
+    route_map = workdir / "route.map"
+    route_map.write_text(f"active {backends[0]}\n")
+    check = check or HealthCheck()
     config = workdir / "haproxy.cfg"
     config.write_text(
         render_config(
             port=port,
             backends=backends,
             admin_socket=admin_socket,
-            check=check or HealthCheck(),
+            route_map=route_map,
+            check=check,
             retries=retries,
         )
     )
@@ -167,4 +245,4 @@ def start_haproxy(
         if process.returncode is not None or time.monotonic() > deadline:
             raise RuntimeError(f"haproxy did not start:\n{process.log_text()[-4000:]}")
         time.sleep(0.05)
-    return HAProxy(process, port, admin_socket)
+    return HAProxy(process, port, admin_socket, route_map, check)

