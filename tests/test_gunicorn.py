@@ -231,7 +231,9 @@ def test_without_the_hooks_the_uvicorn_worker_falls_back_to_the_app_delay(
     assert get(instance.port, "/")[:2] == (200, "close")
 
 
-def test_the_worker_watch_follows_the_master_and_publishes_its_load() -> None:
+def test_the_worker_watch_follows_the_master_and_publishes_its_load(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     state = SharedState()
     lifecycle = Lifecycle(settings=Settings.load(environ={}))
     watch = WorkerWatch(state, lifecycle, slot=3)
@@ -252,6 +254,11 @@ def test_the_worker_watch_follows_the_master_and_publishes_its_load() -> None:
     lifecycle.request_finished(token)
     watch.step()
     assert [load.in_flight for load in state.loads()] == [0]
+    state.start_stopping()  # the master's lame-duck window is over
+    watch.step()
+    watch.step()
+    closed = [r for r in caplog.records if "the server stops accepting" in r.getMessage()]
+    assert len(closed) == 1
 
 
 def test_the_uvicorn_drain_leaves_room_for_the_callbacks() -> None:

@@ -16,7 +16,9 @@ DELAY = 3.0
 def serve(procs: ProcessGroup, server: str) -> Instance:
     env = {"ZERODOWN_SHUTDOWN_DELAY": str(DELAY), "ZERODOWN_PROXY_IDLE_TIMEOUT": "0"}
     if server == "uvicorn":
-        return procs.uvicorn("tests.apps.prestop:asgi_app", env=env)
+        # The example itself: the variable turns the endpoint on, as a manifest would.
+        env["ZERODOWN_PRESTOP_PATH"] = "/prestop"
+        return procs.uvicorn("examples.starlette_app:app", env=env)
     if server == "hypercorn-like":
         # gunicorn -k asgi without zerodown's hooks: signals zerodown cannot delay.
         args = ["-k", "asgi", "--workers", "1"]

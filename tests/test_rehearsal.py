@@ -16,6 +16,7 @@ from tests.bed import REPO, ProcessGroup
 from zerodown import _haproxy
 from zerodown._haproxy import HealthCheck, render_config
 from zerodown._load import LoadResult, RequestRecord
+from zerodown._procs import wait_for_http
 from zerodown._rehearsal import RehearsalPlan
 from zerodown._rehearsal_report import REPORT_SCHEMA_PATH, DeployOutcome, RehearsalReport
 
@@ -207,3 +208,19 @@ def test_retry_lets_the_proxy_try_another_instance_on_connection_errors(tmp_path
     assert "retries 0\n    no option redispatch" in strict
     nginx_like = render_config(**kwargs, retries=1)
     assert "retries 1\n    option redispatch 1\n    retry-on conn-failure" in nginx_like
+
+
+@pytest.mark.e2e
+def test_rolling_rehearsal_of_the_django_example_passes(tmp_path: Path) -> None:
+    done, document = rehearse(tmp_path, "examples.django_app.asgi:application")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert document["runs"][0]["failed"] == 0
+
+
+def test_the_django_example_serves_its_probes_under_gunicorn(procs: ProcessGroup) -> None:
+    args = ["-c", "python:zerodown.gunicorn_conf", "-k", "gthread", "--threads", "4"]
+    instance = procs.gunicorn(
+        "examples.django_app.wsgi:application", args=args, ready_path="/readyz"
+    )
+    for path in ("/livez", "/startupz", "/", "/slow?ms=10"):
+        wait_for_http(instance.url + path, timeout=5)

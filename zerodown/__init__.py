@@ -7,9 +7,8 @@ from ._health import Check, CheckResult, Health, get_health
 from ._lifecycle import Lifecycle, Phase, get_lifecycle
 from ._probes import ProbePaths
 from ._settings import Settings
+from ._version import __version__
 from ._wsgi import WSGIMiddleware
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ASGIMiddleware",

@@ -14,6 +14,16 @@ DEFAULT_LOCK = "zerodown-schema.lock.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "rehearse":
+        return _rehearse(parser, args)
+    if args.command == "wait-ready":
+        return _wait_ready(args)
+    return _schema(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zerodown", description="Deploys that lose nothing.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -51,12 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     wait.add_argument("url", help="the readiness URL, or the app's base URL for its /readyz")
     wait.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
-    args = parser.parse_args(argv)
-    if args.command == "rehearse":
-        return _rehearse(parser, args)
-    if args.command == "wait-ready":
-        return _wait_ready(args)
-    return _schema(args)
+    return parser
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from typing import Any, Generic, Literal, TypeVar, Union
 import msgspec
 
 from ._errors import ZerodownError
+from ._telemetry import telemetry
 
 Format = Literal["json", "msgpack"]
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -112,6 +113,7 @@ class Registry:
         self._by_name: dict[str, RecordType] = {}
         self._reads: Counter[tuple[str, int]] = Counter()
         self._reads_lock = threading.Lock()
+        telemetry.watch_registry(self)
         modules = {"json": msgspec.json, "msgpack": msgspec.msgpack}
         if format not in modules:
             raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")

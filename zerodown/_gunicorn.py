@@ -39,6 +39,7 @@ SLOT_ATTRIBUTE = "zerodown_slot"
 
 _DRAINING = 0  # the master got TERM: readiness fails and connections close, everywhere
 _RETIRING = 1  # the master got TERM while its USR2 successor serves: connections close only
+_STOPPING = 2  # the lame-duck window is over: gunicorn closes the listeners and stops
 _HEADER_SIZE = 8
 _SLOTS = 256
 # pid, in-flight requests, time.monotonic() of the oldest one (0.0 when idle), and whether the
@@ -73,6 +74,13 @@ class SharedState:
 
     def start_retiring(self) -> None:
         self._memory[_RETIRING] = 1
+
+    @property
+    def stopping(self) -> bool:
+        return self._memory[_STOPPING] == 1
+
+    def start_stopping(self) -> None:
+        self._memory[_STOPPING] = 1
 
     def free_slot(self, used: set[int]) -> int | None:
         return next((slot for slot in range(_SLOTS) if slot not in used), None)
@@ -135,10 +143,15 @@ class MasterLameDuck:
         self._server.handle_term = self.handle_term
         self._server.wait_for_signals = self.wait_for_signals
 
+    def _stop(self) -> None:
+        """End the window: gunicorn's graceful stop runs (it closes the listeners first)."""
+        self._state.start_stopping()
+        raise StopIteration
+
     def handle_term(self) -> None:
         if self._deadline is not None:
             logger.warning("zerodown: TERM received again; skipping the rest of the delay")
-            raise StopIteration
+            self._stop()
         graceful = self._server.cfg.graceful_timeout
         if self._server.reexec_pid:
             # The master started by USR2 serves the same sockets: this is a hand-over, not
@@ -162,14 +175,14 @@ class MasterLameDuck:
             )
         self._deadline = time.monotonic() + self._delay
         if self._delay <= 0:
-            raise StopIteration
+            self._stop()
 
     def wait_for_signals(self, timeout: float = 1.0) -> list[int]:
         if self._deadline is not None:
             left = self._deadline - time.monotonic()
             if left <= 0:
                 logger.warning("zerodown: lame-duck window over; gunicorn stops gracefully")
-                raise StopIteration
+                self._stop()
             timeout = min(timeout, left)
         signals: list[int] = self._wait_for_signals(timeout=timeout)
         return signals
@@ -335,6 +348,8 @@ class WorkerWatch:
             lifecycle.start_draining("the gunicorn master received TERM")
         elif self._state.retiring and not lifecycle.is_leaving:
             lifecycle.start_retiring("the gunicorn master hands over to its USR2 successor")
+        if self._state.stopping and self._state.draining:
+            lifecycle.listener_closed()
         if self._slot is not None:
             self._state.publish(
                 self._slot,

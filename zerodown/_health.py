@@ -26,6 +26,7 @@ from typing import Literal, TypeVar, cast
 
 from ._errors import ConfigurationError
 from ._redact import redact
+from ._telemetry import telemetry
 
 logger = logging.getLogger("zerodown")
 
@@ -417,6 +418,12 @@ class _CheckState:
                 backoff = _FIRST_BACKOFF * 2 ** min(self._failures - 1, 30)
                 wait = max(base, min(check.max_backoff, backoff))
             self.next_run_at = time.monotonic() + wait
+        telemetry.check_ran(
+            check.name,
+            result.status,
+            check.timeout if result.duration is None else result.duration,
+            redact(result.output, check.secrets),
+        )
         if not passing and was is not False:
             logger.warning(
                 "zerodown: health check %r fails: %s",
@@ -589,6 +596,8 @@ class Health:
     ) -> list[Check] | None:
         """The checks of ``groups`` minus ``exclude``; with ``only``, that one check, or
         None when no check of that name is in the groups."""
+        if isinstance(groups, str):  # one group, not its letters
+            groups = {groups}
         if only is not None:
             state = self._states.get(only)
             if state is None or state.check.groups.isdisjoint(groups):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ._settings import BUDGET_MARGIN, Settings
+from ._telemetry import ShutdownSpan, telemetry
 
 logger = logging.getLogger("zerodown")
 
@@ -99,6 +100,9 @@ class Lifecycle:
         #: Threads that serve requests in this process, when a server integration knows
         #: (the gunicorn hooks set gunicorn's ``threads``).
         self.worker_threads: int | None = None
+        self._shutdown_span: ShutdownSpan | None = None
+        self._listener_closed = False
+        telemetry.watch_lifecycle(self)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -168,6 +172,21 @@ class Lifecycle:
         return None if since is None else time.monotonic() - since
 
     @property
+    def grace_left(self) -> float | None:
+        """Seconds until the grace period ends (SIGKILL), when it is known and draining began."""
+        grace, draining_for = self.settings.grace_period, self.draining_for
+        if grace is None or draining_for is None:
+            return None
+        return grace - draining_for
+
+    def _numbers(self) -> str:
+        """What a lifecycle log line says about the load and the budget."""
+        age = self.oldest_request_age
+        numbers = f"in flight: {self.in_flight}, oldest: {'-' if age is None else f'{age:.2f}s'}"
+        left = self.grace_left
+        return numbers if left is None else f"{numbers}, {left:.1f}s left before SIGKILL"
+
+    @property
     def delay_left(self) -> float:
         """Seconds of ``shutdown_delay`` still to serve (all of it before draining)."""
         return max(0.0, self.settings.shutdown_delay - (self.draining_for or 0.0))
@@ -194,13 +213,31 @@ class Lifecycle:
             if self._phase is not Phase.STARTING:
                 return
             self._phase = Phase.READY
-        logger.info("zerodown: ready")
+        logger.info("zerodown: ready (pid %d)", os.getpid())
 
     def start_draining(self, reason: str = "shutdown requested") -> bool:
         """Enter the draining phase; True only for the call that started it.
 
         The ``on_draining`` callbacks run in the calling thread, in registration order.
         """
+        if not self._enter_draining(reason):
+            return False
+        callbacks = list(self._on_draining)
+        logger.warning(
+            "zerodown: %s; draining: readiness now fails, still serving for %.1fs (%s)",
+            reason,
+            self.settings.shutdown_delay,
+            self._numbers(),
+        )
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("zerodown: on_draining callback %r failed", callback)
+        return True
+
+    def _enter_draining(self, reason: str) -> bool:
+        """Switch to draining; True only for the call that did."""
         with self._lock:
             if self._draining:
                 return False
@@ -208,21 +245,7 @@ class Lifecycle:
             self._draining = True
             self._leaving = True
             self._draining_since = time.monotonic()
-            callbacks = list(self._on_draining)
-        age = self.oldest_request_age
-        logger.warning(
-            "zerodown: %s; draining: readiness now fails, still serving for %.1fs "
-            "(in flight: %d, oldest: %s)",
-            reason,
-            self.settings.shutdown_delay,
-            self.in_flight,
-            "-" if age is None else f"{age:.2f}s",
-        )
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                logger.exception("zerodown: on_draining callback %r failed", callback)
+            self._shutdown_span = telemetry.start_shutdown(reason, self.in_flight)
         return True
 
     def start_retiring(self, reason: str) -> bool:
@@ -237,6 +260,21 @@ class Lifecycle:
             self._leaving = True
         logger.info("zerodown: %s; retiring: responses now close their connections", reason)
         return True
+
+    def listener_closed(self) -> None:
+        """The lame-duck window is over: the server stops accepting and drains. Once."""
+        with self._lock:
+            if self._listener_closed:
+                return
+            self._listener_closed = True
+        logger.warning(
+            "zerodown: lame-duck window over after %.1fs; the server stops accepting and "
+            "drains (%s)",
+            self.draining_for or 0.0,
+            self._numbers(),
+        )
+        if self._shutdown_span is not None:
+            self._shutdown_span.event("listener closed", {"zerodown.in_flight": self.in_flight})
 
     # -- callbacks -----------------------------------------------------------------------
 
@@ -274,16 +312,42 @@ class Lifecycle:
             if self._shutdown_started:
                 return
             self._shutdown_started = True
-            if not self._draining:
-                self._phase = Phase.DRAINING
-                self._draining = True
-                self._leaving = True
-                self._draining_since = time.monotonic()
-        for registered in reversed(self._on_shutdown):
-            await _run_bounded(registered)
+        # No SIGTERM reached zerodown first: a worker recycled or reloaded, or a server
+        # stopping on its own. Nobody is left to tell to move, so on_draining is not run.
+        self._enter_draining("the server is stopping")
+        span = self._shutdown_span or ShutdownSpan(None)
+        callbacks = list(reversed(self._on_shutdown))
+        logger.info(
+            "zerodown: drained after %.2fs; running %d shutdown callback(s), budget %gs (%s)",
+            self.draining_for or 0.0,
+            len(callbacks),
+            self.callbacks_budget,
+            self._numbers(),
+        )
+        span.event("drained", {"zerodown.in_flight": self.in_flight})
+        failed = 0
+        for registered in callbacks:
+            started = time.monotonic()
+            outcome = await _run_bounded(registered)
+            failed += outcome != "done"
+            span.event(
+                "callback",
+                {
+                    "zerodown.callback.name": registered.name,
+                    "zerodown.callback.outcome": outcome,
+                    "zerodown.callback.duration": time.monotonic() - started,
+                },
+            )
         with self._lock:
             self._phase = Phase.STOPPED
-        logger.info("zerodown: stopped after draining for %.2fs", self.draining_for or 0.0)
+        drained_for = self.draining_for or 0.0
+        telemetry.drained(drained_for)
+        span.end(failed_callbacks=failed)
+        logger.info(
+            "zerodown: stopped %.2fs after draining began (%d callback(s) failed)",
+            drained_for,
+            failed,
+        )
 
     def shutdown_sync(self) -> None:
         """:meth:`shutdown` for code with no event loop running (WSGI server hooks)."""
@@ -346,7 +410,8 @@ async def _in_daemon_thread(function: Callable[[], object]) -> object:
     return await future
 
 
-async def _run_bounded(registered: _RegisteredCallback) -> None:
+async def _run_bounded(registered: _RegisteredCallback) -> str:
+    """Run one callback within its timeout: ``done``, ``timed out`` or ``failed``."""
     started = time.monotonic()
     try:
         async with asyncio.timeout(registered.timeout):
@@ -362,14 +427,16 @@ async def _run_bounded(registered: _RegisteredCallback) -> None:
             registered.name,
             registered.timeout,
         )
+        return "timed out"
     except Exception:
         logger.exception("zerodown: shutdown callback %s failed; continuing", registered.name)
-    else:
-        logger.info(
-            "zerodown: shutdown callback %s done in %.3fs",
-            registered.name,
-            time.monotonic() - started,
-        )
+        return "failed"
+    logger.info(
+        "zerodown: shutdown callback %s done in %.3fs",
+        registered.name,
+        time.monotonic() - started,
+    )
+    return "done"
 
 
 _default_lifecycle: Lifecycle | None = None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from urllib.parse import parse_qsl
@@ -30,15 +31,18 @@ _GROUPS = {Probe.LIVENESS: LIVENESS, Probe.READINESS: READINESS, Probe.STARTUP: 
 class ProbePaths:
     """Where the probes answer. A path set to None is not served (it reaches the app).
 
-    ``prestop`` is off by default: it is for a Kubernetes ``preStop.httpGet`` on servers
-    zerodown cannot hook, and anyone who can reach it can take the instance out of service,
-    so serve it only on a port the outside cannot reach (never route it through an ingress).
+    ``prestop`` is off unless given or set in ``ZERODOWN_PRESTOP_PATH``: it is for a
+    Kubernetes ``preStop.httpGet`` on servers zerodown cannot hook, and anyone who can reach
+    it can take the instance out of service, so serve it only on a port the outside cannot
+    reach (never route it through an ingress).
     """
 
     liveness: str | None = "/livez"
     readiness: str | None = "/readyz"
     startup: str | None = "/startupz"
-    prestop: str | None = None
+    prestop: str | None = field(
+        default_factory=lambda: os.environ.get("ZERODOWN_PRESTOP_PATH") or None
+    )
 
     def __post_init__(self) -> None:
         paths = (self.liveness, self.readiness, self.startup, self.prestop)

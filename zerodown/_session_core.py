@@ -14,6 +14,7 @@ from ._codec import Registry, UnreadableRecord
 from ._errors import ConfigurationError
 from ._session import DEFAULT_MAX_SIZE, Session, Signer, new_session_id, storage_key
 from ._session_store import StoreUnavailable
+from ._telemetry import telemetry
 
 logger = logging.getLogger("zerodown")
 
@@ -120,6 +121,7 @@ class SessionConfig:
         try:
             return Session(session_id, stored, records=self.records, max_size=self.max_size)
         except UnreadableRecord as error:
+            telemetry.unreadable_session(error.type_name)
             logger.warning(
                 "zerodown: a session holds a value this release cannot read (%s); the stored "
                 "session is left untouched and the request gets on_unavailable=%r",

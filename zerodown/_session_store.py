@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import ConfigurationError, ZerodownError
+from ._telemetry import telemetry
 
 if TYPE_CHECKING:
     from ._session_core import SavePlan
@@ -55,6 +56,7 @@ class Incidents:
 
     def failed(self, error: BaseException) -> None:
         self.failures += 1
+        telemetry.store_failed(error)
         if not self._failing:
             self._failing = True
             logger.warning(

@@ -82,14 +82,7 @@ class ServerSignalRelay:
             self._timer = None
         if not self._handed_over:
             self._handed_over = True
-            age = self._lifecycle.oldest_request_age
-            logger.warning(
-                "zerodown: lame-duck window over after %.1fs; the server stops accepting and "
-                "drains (in flight: %d, oldest: %s)",
-                self._lifecycle.draining_for or 0.0,
-                self._lifecycle.in_flight,
-                "-" if age is None else f"{age:.2f}s",
-            )
+            self._lifecycle.listener_closed()
         handler = self._server_handlers[signum]
         handler(signum, None)
 
