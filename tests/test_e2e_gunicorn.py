@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import signal
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.bed import HealthCheck, Instance, LoadPlan, ProcessGroup
@@ -154,6 +158,17 @@ def test_max_requests_recycling_fails_no_request(procs: ProcessGroup, worker: st
     assert instance.process.log_text().count("Booting worker") >= 6, "workers never recycled"
 
 
+def upgrade(instance: Instance, pidfile: Path) -> None:
+    """USR2 to the master; once the new master's workers booted, TERM to the old one."""
+    instance.process.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 20
+    while not Path(f"{pidfile}.2").exists():
+        assert time.monotonic() < deadline, "the new master never started"
+        time.sleep(0.1)
+    time.sleep(2.0)  # its workers boot
+    instance.process.send_signal(signal.SIGTERM)
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("worker", ["gthread", "uvicorn"])
 def test_usr2_then_term_to_the_old_master_fails_no_request(
@@ -161,18 +176,85 @@ def test_usr2_then_term_to_the_old_master_fails_no_request(
 ) -> None:
     pidfile = tmp_path / "gunicorn.pid"
     instance = start(procs, worker, "--pid", str(pidfile), hooks=True)
-
-    def upgrade() -> None:
-        instance.process.send_signal(signal.SIGUSR2)
-        deadline = time.monotonic() + 20
-        while not Path(f"{pidfile}.2").exists():
-            assert time.monotonic() < deadline, "the new master never started"
-            time.sleep(0.1)
-        time.sleep(2.0)  # its workers boot
-        instance.process.send_signal(signal.SIGTERM)
-
     # The new master is in the old one's process group: the process group stops it after.
-    result = rotate(procs, [instance], upgrade, hooks=True)
+    result = rotate(procs, [instance], lambda: upgrade(instance, pidfile), hooks=True)
     assert instance.process.wait(timeout=60) is not None, "the old master did not exit"
     assert_no_failures(*result)
     assert "TERM received while a new master" in instance.process.log_text()
+
+
+def start_uvicorn_workers(procs: ProcessGroup, *args: str, hooks: bool) -> Instance:
+    """The Starlette example under gunicorn with uvicorn workers: zerodown's worker and
+    hooks, or, without them, uvicorn-worker's own worker as a user would run it."""
+    worker = "zerodown.gunicorn.UvicornWorker" if hooks else "uvicorn_worker.UvicornWorker"
+    argv = ["-k", worker, "--workers", "2", "--keep-alive", "30", "--graceful-timeout", "40"]
+    env = {"ZERODOWN_SHUTDOWN_DELAY": str(SHUTDOWN_DELAY), "ZERODOWN_PROXY_IDLE_TIMEOUT": "0"}
+    if hooks:
+        argv = ["-c", HOOKS, *argv]
+    else:
+        env["ZERODOWN_DISABLED"] = "1"
+    ready = "/readyz" if hooks else "/"
+    return procs.gunicorn(STARLETTE, env=env, args=[*argv, *args], ready_path=ready)
+
+
+def pooled_clients(instance: Instance) -> tuple[Counter[str], int]:
+    """16 pooled keep-alive clients straight at ``instance`` for DURATION seconds:
+    service-to-service clients through a ClusterIP, which kube-proxy forwards at L4,
+    connection for connection. httpx retries nothing.
+
+    Returns the failures by kind and the number of answered requests.
+    """
+    failures: Counter[str] = Counter()
+    answered = [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + DURATION
+
+    def client() -> None:
+        with httpx.Client(base_url=instance.url, timeout=10) as http:
+            while time.monotonic() < deadline:
+                path = "/slow?ms=100" if random.random() < 0.2 else "/"
+                try:
+                    status = http.get(path).status_code
+                    kind = f"http_{status}" if status >= 500 else None
+                except httpx.HTTPError as error:
+                    kind = type(error).__name__
+                with lock:
+                    if kind is None:
+                        answered[0] += 1
+                    else:
+                        failures[kind] += 1
+                time.sleep(0.05)
+
+    clients = [threading.Thread(target=client) for _ in range(16)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(timeout=DURATION + 20)
+    return failures, answered[0]
+
+
+def recycle_under_pooled_clients(procs: ProcessGroup, *, hooks: bool) -> tuple[Counter[str], int]:
+    """Workers recycling every 60-70 requests under pooled clients."""
+    instance = start_uvicorn_workers(
+        procs, "--max-requests", "60", "--max-requests-jitter", "10", hooks=hooks
+    )
+    outcome = pooled_clients(instance)
+    assert instance.process.log_text().count("Booting worker") >= 10, "workers never recycled"
+    return outcome
+
+
+@pytest.mark.e2e
+def test_max_requests_recycling_fails_no_pooled_client(procs: ProcessGroup) -> None:
+    failures, answered = recycle_under_pooled_clients(procs, hooks=True)
+    assert answered >= 1000
+    assert failures == Counter(), failures
+
+
+@pytest.mark.e2e
+def test_max_requests_recycling_without_the_hooks_fails_pooled_clients(
+    procs: ProcessGroup,
+) -> None:
+    # uvicorn closes every idle kept-alive connection the moment the limit is reached,
+    # while clients are sending on them.
+    failures, _ = recycle_under_pooled_clients(procs, hooks=False)
+    assert failures, "the baseline must fail requests to prove anything"

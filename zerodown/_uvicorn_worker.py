@@ -12,6 +12,7 @@ import math
 import signal
 import socket
 import sys
+import time
 from types import FrameType
 from typing import Any
 
@@ -25,6 +26,10 @@ from ._settings import BUDGET_MARGIN
 
 #: The least time left for the drain whatever the callbacks' budget, in seconds.
 MIN_DRAIN = 1
+#: Seconds a worker that reached ``max_requests`` keeps serving with ``Connection: close``
+#: before it stops, so that kept-alive clients leave on a response instead of finding
+#: their idle connection closed under them (gunicorn's own workers linger 2 s too).
+RECYCLE_WINDOW = 2.0
 
 
 def drain_bound(graceful_timeout: float, lifecycle: Lifecycle, configured: int | None) -> int:
@@ -45,12 +50,25 @@ class _WorkerServer(Server):
         super().__init__(config)
         self._worker = worker
         self._configured_drain = config.timeout_graceful_shutdown
+        self._recycling_since: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGINT:
             self.quick_stop()
             return
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if not await super().on_tick(counter) or self.should_exit:
+            return self.should_exit
+        # max_requests reached: uvicorn would close every idle kept-alive connection now,
+        # racing clients about to send on them. Retire first, then stop once every
+        # connection left on a response, or when the window is over.
+        if self._recycling_since is None:
+            self._recycling_since = time.monotonic()
+            get_lifecycle().start_retiring("max_requests reached; the worker is recycled")
+        waited = time.monotonic() - self._recycling_since
+        return not self.server_state.connections or waited >= RECYCLE_WINDOW
 
     def quick_stop(self) -> None:
         """gunicorn's QUIT/INT meaning: exit at once, without draining or lifespan shutdown."""
