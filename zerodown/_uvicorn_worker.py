@@ -62,10 +62,13 @@ class _WorkerServer(Server):
         if not await super().on_tick(counter) or self.should_exit:
             return self.should_exit
         # max_requests reached: uvicorn would close every idle kept-alive connection now,
-        # racing clients about to send on them. Retire first, then stop once every
-        # connection left on a response, or when the window is over.
+        # racing clients about to send on them. Stop accepting (the other workers share the
+        # listener) and retire, then stop once every connection left on a response, or
+        # when the window is over.
         if self._recycling_since is None:
             self._recycling_since = time.monotonic()
+            for server in self.servers:
+                server.close()
             get_lifecycle().start_retiring("max_requests reached; the worker is recycled")
         waited = time.monotonic() - self._recycling_since
         return not self.server_state.connections or waited >= RECYCLE_WINDOW
