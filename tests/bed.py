@@ -22,6 +22,7 @@ from zerodown._procs import (
     LOOPBACK,
     ManagedProcess,
     child_environment,
+    find_tool,
     free_port,
     start_process,
     stop_all,
@@ -166,6 +167,10 @@ class ProcessGroup:
         stop_all(reversed(self.processes))
 
 
+def find_nginx() -> str:
+    return find_tool("nginx", "nginx is missing: run `bash scripts/zd setup`")
+
+
 # -- PostgreSQL ------------------------------------------------------------------------
 
 
@@ -229,5 +234,6 @@ __all__ = [
     "LoadPlan",
     "ProcessGroup",
     "Service",
+    "find_nginx",
     "start_postgres",
 ]

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.bed import REPO
+from tests.bed import REPO, find_nginx
 from zerodown._cli import build_parser
 from zerodown._haproxy import find_haproxy
 
@@ -191,15 +190,6 @@ def test_haproxy_snippets_are_valid_configs(snippet: Snippet, tmp_path: Path) ->
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-
-
-def find_nginx() -> str:
-    found = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if found is None:
-        raise FileNotFoundError("nginx is missing: run `bash scripts/zd setup`")
-    return found
 
 
 @pytest.mark.parametrize("snippet", of("nginx"), ids=str)

@@ -183,20 +183,6 @@ def test_usr2_then_term_to_the_old_master_fails_no_request(
     assert "TERM received while a new master" in instance.process.log_text()
 
 
-def start_uvicorn_workers(procs: ProcessGroup, *args: str, hooks: bool) -> Instance:
-    """The Starlette example under gunicorn with uvicorn workers: zerodown's worker and
-    hooks, or, without them, uvicorn-worker's own worker as a user would run it."""
-    worker = "zerodown.gunicorn.UvicornWorker" if hooks else "uvicorn_worker.UvicornWorker"
-    argv = ["-k", worker, "--workers", "2", "--keep-alive", "30", "--graceful-timeout", "40"]
-    env = {"ZERODOWN_SHUTDOWN_DELAY": str(SHUTDOWN_DELAY), "ZERODOWN_PROXY_IDLE_TIMEOUT": "0"}
-    if hooks:
-        argv = ["-c", HOOKS, *argv]
-    else:
-        env["ZERODOWN_DISABLED"] = "1"
-    ready = "/readyz" if hooks else "/"
-    return procs.gunicorn(STARLETTE, env=env, args=[*argv, *args], ready_path=ready)
-
-
 def pooled_clients(instance: Instance) -> tuple[Counter[str], int]:
     """16 pooled keep-alive clients straight at ``instance`` for DURATION seconds:
     service-to-service clients through a ClusterIP, which kube-proxy forwards at L4,
@@ -235,9 +221,10 @@ def pooled_clients(instance: Instance) -> tuple[Counter[str], int]:
 
 def recycle_under_pooled_clients(procs: ProcessGroup, *, hooks: bool) -> tuple[Counter[str], int]:
     """Workers recycling every 60-70 requests under pooled clients."""
-    instance = start_uvicorn_workers(
-        procs, "--max-requests", "60", "--max-requests-jitter", "10", hooks=hooks
-    )
+    recycling = ["--max-requests", "60", "--max-requests-jitter", "10"]
+    # Without the hooks, uvicorn-worker's own worker, as a user would run it (a later -k wins).
+    upstream = [] if hooks else ["-k", "uvicorn_worker.UvicornWorker"]
+    instance = start(procs, "uvicorn", *upstream, *recycling, hooks=hooks)
     outcome = pooled_clients(instance)
     assert instance.process.log_text().count("Booting worker") >= 10, "workers never recycled"
     return outcome

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from tests.bed import REPO, ProcessGroup
-from zerodown import _haproxy
+from zerodown import _haproxy, _procs
 from zerodown._haproxy import HealthCheck, render_config
 from zerodown._load import LoadResult, RequestRecord
 from zerodown._procs import wait_for_http
@@ -190,8 +190,8 @@ def test_the_verdict_names_each_threshold_crossed() -> None:
 def test_a_missing_haproxy_is_named_with_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_haproxy.shutil, "which", lambda name: None)
-    monkeypatch.setattr(_haproxy, "INSTALL_LOCATIONS", ())
+    monkeypatch.setattr(_procs.shutil, "which", lambda name: None)
+    monkeypatch.setattr(_procs, "SYSTEM_DIRS", ())
     with pytest.raises(FileNotFoundError, match="apt-get install haproxy"):
         _haproxy.find_haproxy()
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bed import REPO, LoadPlan, ProcessGroup
-from tests.test_docs import find_nginx
+from tests.bed import REPO, LoadPlan, ProcessGroup, find_nginx
 from zerodown._procs import LOOPBACK, free_port, wait_for_http
 
 BLUEGREEN = REPO / "examples" / "bluegreen"

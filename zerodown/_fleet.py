@@ -17,8 +17,9 @@ from ._procs import (
     child_environment,
     find_tool,
     free_port,
-    http_status,
     start_process,
+    stop_all,
+    wait_for_http,
 )
 
 ServerKind = Literal["uvicorn", "gunicorn", "command"]
@@ -154,31 +155,22 @@ class Fleet:
         return instance
 
     def wait_until_ready(self, instance: Instance) -> None:
-        url = instance.url + self.ready_path
-        deadline = time.monotonic() + self._start_timeout
-        status = None
-        while time.monotonic() < deadline:
-            status = http_status(url)
-            if self._ready_status(status):
-                return
+        def ready(status: int | None) -> bool:
             if status == 404 and self.ready_path == "/readyz":
                 raise NotReady(
                     f"{instance.name} answers 404 on /readyz, so zerodown does not wrap it: "
                     f"wrap the app in zerodown.ASGIMiddleware or zerodown.WSGIMiddleware "
                     f"(see docs/index.md)"
                 )
-            if instance.process.returncode is not None:
-                raise NotReady(
-                    f"{instance.name} exited with status {instance.process.returncode} before "
-                    f"{self.ready_path} answered; its log ends with:\n"
-                    f"{instance.process.log_text()[-3000:]}"
-                )
-            time.sleep(0.1)
-        raise NotReady(
-            f"{instance.name}: {url} did not turn ready within {self._start_timeout:g}s "
-            f"(last answer: {status or 'none'}); its log ends with:\n"
-            f"{instance.process.log_text()[-3000:]}"
-        )
+            return self._ready_status(status)
+
+        url = instance.url + self.ready_path
+        try:
+            wait_for_http(url, timeout=self._start_timeout, ready=ready, process=instance.process)
+        except NotReady:
+            raise
+        except (RuntimeError, TimeoutError) as error:
+            raise NotReady(f"{instance.name}: {error}") from None
 
     def wait_for_exit(self, instance: Instance, grace: float) -> bool:
         """Wait out the grace period from its SIGTERM; SIGKILL it after. True if it exited."""
@@ -191,6 +183,4 @@ class Fleet:
         return False
 
     def stop_all(self) -> None:
-        for instance in self.instances:
-            if instance.process.returncode is None:
-                instance.process.stop(signal.SIGINT, timeout=5)
+        stop_all((instance.process for instance in self.instances), timeout=5)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._procs import LOOPBACK, ManagedProcess, free_port, start_process
+from ._procs import LOOPBACK, ManagedProcess, find_tool, free_port, start_process
 
 INSTALL_HINT = (
     "haproxy was not found on PATH; install it with `sudo apt-get install haproxy` "
@@ -40,17 +40,8 @@ class HealthCheck:
     expect: str = "status 200"
 
 
-#: Where Debian and Homebrew put it, outside a non-root user's PATH.
-INSTALL_LOCATIONS = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
-
-
 def find_haproxy() -> str:
-    found = shutil.which("haproxy") or next(
-        (path for path in INSTALL_LOCATIONS if Path(path).exists()), None
-    )
-    if found is None:
-        raise FileNotFoundError(INSTALL_HINT)
-    return found
+    return find_tool("haproxy", INSTALL_HINT)
 
 
 def render_config(

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
@@ -27,12 +27,19 @@ def child_environment(app_dir: Path, extra: Mapping[str, str] | None = None) -> 
     return env
 
 
+#: Where system packages put daemons, outside a non-root user's PATH.
+SYSTEM_DIRS = ("/usr/sbin", "/usr/local/sbin")
+
+
 def find_tool(name: str, install_hint: str) -> str:
-    """A command installed beside this Python (a pip-installed binary) or on PATH."""
+    """A command installed beside this Python (a pip-installed binary), on PATH, or in
+    one of ``SYSTEM_DIRS``."""
     beside_python = Path(sys.executable).with_name(name)
     if beside_python.exists():
         return str(beside_python)
-    found = shutil.which(name)
+    found = shutil.which(name) or next(
+        (str(path) for path in (Path(d) / name for d in SYSTEM_DIRS) if path.exists()), None
+    )
     if found is None:
         raise FileNotFoundError(install_hint)
     return found
@@ -122,17 +129,23 @@ def start_process(
     return ManagedProcess(name, popen, log_path)
 
 
-def http_status(url: str, timeout: float = 1.0) -> int | None:
-    """The status of a GET to ``url``, or None when nothing answered."""
+def http_get(url: str, timeout: float = 1.0) -> tuple[int | None, str]:
+    """The status and the start of the body of a GET to ``url``; (None, why) when nothing
+    answered."""
     request = urllib.request.Request(url, headers={"Connection": "close"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status: int = response.status
-            return status
+            return status, response.read(500).decode(errors="replace")
     except urllib.error.HTTPError as error:
-        return error.code
-    except (OSError, ValueError):
-        return None
+        return error.code, error.read(500).decode(errors="replace")
+    except (OSError, ValueError) as error:
+        return None, str(getattr(error, "reason", error))
+
+
+def http_status(url: str, timeout: float = 1.0) -> int | None:
+    """The status of a GET to ``url``, or None when nothing answered."""
+    return http_get(url, timeout)[0]
 
 
 def wait_for_port(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
@@ -149,28 +162,33 @@ def wait_for_port(process: ManagedProcess, port: int, timeout: float = 15.0) -> 
     raise TimeoutError(f"{process.name} did not listen on {port} in {timeout}s")
 
 
+def _is_ok(status: int | None) -> bool:
+    return status == 200
+
+
 def wait_for_http(
     url: str,
     *,
     timeout: float,
-    expect: int = 200,
+    ready: Callable[[int | None], bool] = _is_ok,
     process: ManagedProcess | None = None,
 ) -> None:
-    """Poll ``url`` until it answers ``expect``; fail early when ``process`` exits."""
+    """Poll ``url`` until ``ready(status)`` (a 200 by default); fail early when ``process``
+    exits. ``ready`` may raise to give up at once on an answer that will not change."""
     deadline = time.monotonic() + timeout
     last: int | None = None
     while time.monotonic() < deadline:
         last = http_status(url)
-        if last == expect:
+        if ready(last):
             return
         if process is not None and process.returncode is not None:
             raise RuntimeError(
-                f"{process.name} exited with status {process.returncode} before {url} answered "
-                f"{expect}; its log:\n{process.log_text()[-4000:]}"
+                f"{process.name} exited with status {process.returncode} before {url} answered; "
+                f"its log:\n{process.log_text()[-4000:]}"
             )
         time.sleep(0.05)
     detail = f"; its log:\n{process.log_text()[-4000:]}" if process is not None else ""
-    raise TimeoutError(f"{url} did not answer {expect} within {timeout}s (last: {last}){detail}")
+    raise TimeoutError(f"{url} did not turn ready within {timeout}s (last: {last}){detail}")
 
 
 def stop_all(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
+
+from ._procs import http_get
 
 #: Seconds between polls: doubling from the first to the last.
 FIRST_INTERVAL = 0.1
@@ -32,18 +32,6 @@ def readiness_url(url: str) -> str:
     return url
 
 
-def _poll(url: str, timeout: float) -> tuple[int | None, str]:
-    request = urllib.request.Request(url, headers={"Connection": "close"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read(500).decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(500).decode(errors="replace")
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        return None, str(reason)
-
-
 def wait_ready(url: str, timeout: float) -> Readiness:
     """Poll ``url`` with backoff until it answers 200 or ``timeout`` seconds pass."""
     started = time.monotonic()
@@ -52,7 +40,7 @@ def wait_ready(url: str, timeout: float) -> Readiness:
     polls = 0
     while True:
         polls += 1
-        status, body = _poll(url, timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+        status, body = http_get(url, timeout=max(0.1, min(5.0, deadline - time.monotonic())))
         waited = time.monotonic() - started
         if status == 200:
             return Readiness(True, f"200 {body.strip()}", waited, polls)
