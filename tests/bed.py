@@ -6,15 +6,18 @@ Later suites reuse it through the fixtures in conftest.py.
 from __future__ import annotations
 
 import glob
+import http.client
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from signal import SIGTERM
 
 from zerodown._haproxy import DEFAULT_BACKEND, HAProxy, HealthCheck, start_haproxy
 from zerodown._load import LoadPlan, LoadRun, start_load
@@ -43,6 +46,34 @@ class Instance:
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+
+Answer = tuple[int, str | None, bytes]
+"""An HTTP answer: status, ``Connection`` header, body."""
+
+
+def slow_request_across_sigterm(instance: Instance) -> tuple[Answer, Answer]:
+    """On one kept-alive connection, ``/`` and then ``/slow?ms=600``, with SIGTERM sent to
+    ``instance`` 0.3 s into the slow one: both answers."""
+    connection = http.client.HTTPConnection(LOOPBACK, instance.port, timeout=10)
+    answers: list[Answer] = []
+
+    def ask(path: str) -> None:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        answers.append((response.status, response.getheader("connection"), response.read()))
+
+    try:
+        ask("/")
+        in_flight = threading.Thread(target=ask, args=("/slow?ms=600",))
+        in_flight.start()
+        time.sleep(0.3)
+        instance.process.send_signal(SIGTERM)
+        in_flight.join()
+    finally:
+        connection.close()
+    first, slow = answers
+    return first, slow
 
 
 @dataclass

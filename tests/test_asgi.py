@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 from starlette.applications import Starlette
@@ -188,6 +189,37 @@ def test_counts_streaming_responses_until_the_app_returns() -> None:
 
     request(ASGIMiddleware(streaming, lifecycle=lifecycle, handle_signals=False), "/stream")
     assert seen == [1, 1, 1]
+    assert lifecycle.in_flight == 0
+
+
+def test_requests_on_a_serving_loop_are_counted_with_their_age() -> None:
+    lifecycle = make_lifecycle()
+    seen: list[tuple[int, float]] = []
+    all_seen = asyncio.Event()
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        entered = time.monotonic()
+        await asyncio.sleep(0.3)
+        age = lifecycle.oldest_request_age
+        assert age is not None
+        # How much older than it is the request looks: the clock it was stamped with
+        # lags by at most one tick.
+        seen.append((lifecycle.in_flight, age - (time.monotonic() - entered)))
+        if len(seen) in (1, 3):  # the first request alone, then two at once
+            all_seen.set()
+        await all_seen.wait()
+        await hello(scope, receive, send)
+
+    app = ASGIMiddleware(slow, lifecycle=lifecycle, handle_signals=False)
+
+    async def main() -> None:
+        await call(app, http_scope("/first"))  # no lifespan: the first request starts serving
+        all_seen.clear()
+        await asyncio.gather(call(app, http_scope("/a")), call(app, http_scope("/b")))
+
+    asyncio.run(main())
+    assert [count for count, _ in seen] == [1, 2, 2]
+    assert all(-0.01 <= excess <= 0.15 for _, excess in seen[1:]), seen
     assert lifecycle.in_flight == 0
 
 

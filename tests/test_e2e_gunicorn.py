@@ -183,8 +183,15 @@ def test_usr2_then_term_to_the_old_master_fails_no_request(
     assert "TERM received while a new master" in instance.process.log_text()
 
 
-def pooled_clients(instance: Instance) -> tuple[Counter[str], int]:
-    """16 pooled keep-alive clients straight at ``instance`` for DURATION seconds:
+def pooled_clients(
+    instance: Instance,
+    *,
+    clients: int = 16,
+    pause: float = 0.05,
+    rotation: Callable[[], None] | None = None,
+) -> tuple[Counter[str], int]:
+    """Pooled keep-alive clients straight at ``instance`` for DURATION seconds, each
+    pausing ``pause`` s between requests; ``rotation()`` is called after 2 s. They are
     service-to-service clients through a ClusterIP, which kube-proxy forwards at L4,
     connection for connection. httpx retries nothing.
 
@@ -209,12 +216,15 @@ def pooled_clients(instance: Instance) -> tuple[Counter[str], int]:
                         answered[0] += 1
                     else:
                         failures[kind] += 1
-                time.sleep(0.05)
+                time.sleep(pause)
 
-    clients = [threading.Thread(target=client) for _ in range(16)]
-    for thread in clients:
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
         thread.start()
-    for thread in clients:
+    if rotation is not None:
+        time.sleep(2.0)
+        rotation()
+    for thread in threads:
         thread.join(timeout=DURATION + 20)
     return failures, answered[0]
 
@@ -244,4 +254,35 @@ def test_max_requests_recycling_without_the_hooks_fails_pooled_clients(
     # uvicorn closes every idle kept-alive connection the moment the limit is reached,
     # while clients are sending on them.
     failures, _ = recycle_under_pooled_clients(procs, hooks=False)
+    assert failures, "the baseline must fail requests to prove anything"
+
+
+def upgrade_under_pooled_clients(
+    procs: ProcessGroup, tmp_path: Path, *, hooks: bool
+) -> tuple[Counter[str], int]:
+    """USR2 then TERM to the old master while 48 pooled clients send back to back."""
+    pidfile = tmp_path / "gunicorn.pid"
+    upstream = [] if hooks else ["-k", "uvicorn_worker.UvicornWorker"]
+    instance = start(procs, "uvicorn", "--pid", str(pidfile), *upstream, hooks=hooks)
+    outcome = pooled_clients(
+        instance, clients=48, pause=0.0, rotation=lambda: upgrade(instance, pidfile)
+    )
+    assert instance.process.wait(timeout=60) is not None, "the old master did not exit"
+    return outcome
+
+
+@pytest.mark.e2e
+def test_usr2_then_term_fails_no_pooled_client(procs: ProcessGroup, tmp_path: Path) -> None:
+    failures, answered = upgrade_under_pooled_clients(procs, tmp_path, hooks=True)
+    assert answered >= 1000
+    assert failures == Counter(), failures
+
+
+@pytest.mark.e2e
+def test_usr2_then_term_without_the_hooks_fails_pooled_clients(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    # The old workers close their kept-alive connections when the old master stops them,
+    # some right after a response that did not say so, while clients send on them.
+    failures, _ = upgrade_under_pooled_clients(procs, tmp_path, hooks=False)
     assert failures, "the baseline must fail requests to prove anything"

@@ -13,9 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.bed import Instance, ProcessGroup
+from tests.bed import Instance, ProcessGroup, slow_request_across_sigterm
 from zerodown import Lifecycle, Settings
-from zerodown._gunicorn import SharedState, WorkerWatch, require_verified_gunicorn
+from zerodown._gunicorn import (
+    WATCH_INTERVAL,
+    SharedState,
+    WorkerWatch,
+    require_verified_gunicorn,
+)
 from zerodown._uvicorn_worker import drain_bound
 
 HOOKS = "python:zerodown.gunicorn_conf"
@@ -65,6 +70,9 @@ def test_term_to_the_master_drains_every_worker_and_keeps_serving(
         answers.append(get(instance.port, "/readyz")[0])
     flipped_after = time.monotonic() - sent
     assert flipped_after < 1.0, f"every worker failed readiness only after {flipped_after:.2f}s"
+    # Each worker follows the master at its own watch step, and the six answers may all
+    # have come from one worker: give the other its step before asking for a close.
+    time.sleep(2 * WATCH_INTERVAL)
     assert get(instance.port, "/livez")[:2] == (200, "close")
     # The listener stays open and new connections are served, each one closed after.
     for _ in range(4):
@@ -91,6 +99,17 @@ def test_the_example_config_serves_each_worker_class(
     time.sleep(0.5)
     assert get(instance.port, "/readyz")[0] == 503
     assert "zerodown: TERM received; draining" in instance.process.log_text()
+
+
+def test_a_request_in_flight_when_the_worker_learns_of_term_retires_its_connection(
+    procs: ProcessGroup,
+) -> None:
+    # The worker learns of TERM in its watch thread, not on the loop serving the request:
+    # the request's connection still closes after its answer.
+    instance = start(procs, "uvicorn", "--graceful-timeout", "5")
+    answers = slow_request_across_sigterm(instance)
+    assert answers == ((200, None, b'{"hello":"world"}'), (200, "close", b'{"slept_ms":600}'))
+    assert instance.process.wait(timeout=15) is not None
 
 
 def test_a_second_term_skips_the_rest_of_the_delay(procs: ProcessGroup) -> None:

@@ -169,8 +169,11 @@ def test_verbose_exclude_and_single_checks() -> None:
         single = await probe(app, "/readyz/bad", token=TOKEN)
         assert single.status == 503
         assert list(single.json()["checks"]) == ["bad"]
+        # A path under a probe that names none of its checks is the app's.
         for unknown in ("/readyz/missing", "/livez/good", "/readyz/good/x", "/readyz/"):
-            assert (await probe(app, unknown)).status == 404, unknown
+            assert (await probe(app, unknown)).body == b"app", unknown
+        health.add(Check("late", lambda: None))
+        assert (await probe(app, "/readyz/late")).json()["status"] == "pass"
         assert (await probe(app, "/app-path")).body == b"app"
         head = await call(app, http_scope("/readyz/good", method="HEAD"))
         assert (head.status, head.body) == (200, b"")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bed import Instance, ProcessGroup
+from tests.bed import Instance, ProcessGroup, slow_request_across_sigterm
 
 EXAMPLES = ["examples.starlette_app:app", "examples.fastapi_app:app"]
 
@@ -60,6 +60,24 @@ def test_sigterm_flips_readiness_at_once_and_keeps_serving(procs: ProcessGroup, 
     assert get(instance.port, "/slow?ms=50")[:2] == (200, "close")
     assert instance.process.returncode is None
     assert instance.process.wait(timeout=10) is not None
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "uvicorn-h11"])
+def test_a_request_in_flight_at_sigterm_is_answered_and_retires_its_connection(
+    procs: ProcessGroup, server: str
+) -> None:
+    # The hot path hands the server's own send to the app; under httptools zerodown tells
+    # the request's cycle to close, and uvicorn says so in the response. h11's cycle would
+    # close without saying so, so there only the requests that start later say it.
+    args = ["--http", "httptools" if server == "uvicorn" else "h11"]
+    settings = {"ZERODOWN_SHUTDOWN_DELAY": "3", "ZERODOWN_DRAIN_TIMEOUT": "10"}
+    instance = procs.uvicorn("examples.starlette_app:app", env=settings, args=args)
+    first, (status, connection, body) = slow_request_across_sigterm(instance)
+    assert first[:2] == (200, None)
+    assert (status, body) == (200, b'{"slept_ms":600}')
+    assert connection == ("close" if server == "uvicorn" else None)
+    assert get(instance.port, "/")[:2] == (200, "close")
+    assert instance.process.wait(timeout=15) is not None
 
 
 def test_exit_waits_for_in_flight_then_runs_callbacks_in_reverse(

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable
 from time import monotonic
+from typing import Any
 
 from ._checks import event_loop_lag
 from ._health import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import Probe, ProbePaths, ProbeRequest, answer_probe, checks_for, prestop_wait
+from ._probes import (
+    Probe,
+    ProbePaths,
+    ProbeRequest,
+    ProbeRoutes,
+    answer_probe,
+    checks_for,
+    prestop_wait,
+)
 from ._signals import install_signal_relay
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("zerodown")
+
+#: Seconds between refreshes of the clock that stamps requests on the hot path.
+_CLOCK_TICK = 0.1
 
 
 class ASGIMiddleware:
@@ -41,45 +54,37 @@ class ASGIMiddleware:
         self.lifecycle = lifecycle or get_lifecycle()
         self.health = health or get_health()
         self.health.add_process_check(event_loop_lag())
-        self._paths = probe_paths or ProbePaths()
-        self._probes = self._paths.table()
-        self._check_prefixes = self._paths.check_prefixes()
+        # Bound once for the hot path; ProbeRoutes adds to it in place.
+        self._probes = ProbeRoutes(probe_paths or ProbePaths(), self.health).table
         self._handle_signals = handle_signals
         self._disabled = self.lifecycle.settings.disabled
-        # Set once the server ran the lifespan, or served without one; gates the hot path.
+        # Set once the server ran the lifespan, or served without one.
         self._serving = False
-        # The lifecycle's in-flight table, bound once for the hot path (see __call__).
+        # Serving and not leaving: app requests take the hot path in __call__.
+        self._hot = False
+        # The hot path stamps requests with this clock, which the serving loop refreshes
+        # every _CLOCK_TICK s, instead of calling monotonic(): on a virtual machine a clock
+        # read costs a tenth of the whole per-request budget. While that loop runs, ages are
+        # at most a tick high.
+        self._now = monotonic()
+        self._clock: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The lifecycle's in-flight table, bound once for the hot path.
         self._active = self.lifecycle._active
-        self._tokens = self.lifecycle._tokens
+        self.lifecycle._when_leaving(self._leave)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The hot path: an app request once the server is up. It counts in the lifecycle's
-        # table and wraps ``send`` inline because on this path each Python call costs about
-        # as much as the whole count.
-        if (
-            self._serving
-            and scope["type"] == "http"
-            and scope["path"] not in self._probes
-            and not scope["path"].startswith(self._check_prefixes)
-        ):
-            lifecycle = self.lifecycle
-
-            # Retiring each kept-alive connection after a complete response moves pooled
-            # clients and proxies to another instance without the race of closing an idle
-            # one. A plain function returning the server's awaitable, not a coroutine: an
-            # extra coroutine frame per message costs more than the check.
-            def send_closing(message: Message) -> Awaitable[None]:
-                if lifecycle._leaving and message["type"] == "http.response.start":
-                    message = _with_connection_close(message)
-                return send(message)
-
+        # The hot path: an app request while serving and not leaving. It counts the request
+        # in the lifecycle's table, keyed by its ``send`` (unique to a request, and the handle
+        # ``_leave`` needs), and passes ``send`` on unwrapped: on this path each Python call
+        # costs about as much as the whole count, and a wrapper is called per message.
+        if self._hot and scope["type"] == "http" and scope["path"] not in self._probes:
             active = self._active
-            token = next(self._tokens)
-            active[token] = monotonic()
+            active[send] = self._now
             try:
-                await self.app(scope, receive, send_closing)
+                await self.app(scope, receive, send)
             finally:
-                active.pop(token, None)
+                active.pop(send, None)
             return
         await self._dispatch(scope, receive, send)
 
@@ -94,20 +99,61 @@ class ASGIMiddleware:
         if not self._serving:
             self._serving_without_lifespan()
         if kind == "http":
-            route = self._paths.route(scope["path"])
+            route = self._probes.get(scope["path"])
             if route is None:
-                await self(scope, receive, send)
+                await self._serve_closing(scope, receive, send)
             else:
                 await self._answer_probe(*route, scope, send)
             return
         if kind != "websocket":
             await self.app(scope, receive, send)
             return
+        await self._serve_counted(scope, receive, send)
+
+    async def _serve_closing(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An app request off the hot path (leaving, or the first one without a lifespan):
+        its response closes the connection if it starts while this process is leaving."""
+        lifecycle = self.lifecycle
+
+        # A plain function returning the server's awaitable, not a coroutine: an extra
+        # coroutine frame per message costs more than the check.
+        def send_closing(message: Message) -> Awaitable[None]:
+            if lifecycle.is_leaving and message["type"] == "http.response.start":
+                message = _with_connection_close(message)
+            return send(message)
+
+        await self._serve_counted(scope, receive, send_closing)
+
+    async def _serve_counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = self.lifecycle.request_started()
         try:
             await self.app(scope, receive, send)
         finally:
             self.lifecycle.request_finished(token)
+
+    def _leave(self) -> None:
+        # Responses from now on close their connections: requests that start now take
+        # _serve_closing. Those already in flight passed ``send`` on unwrapped; under uvicorn
+        # with httptools the server itself adds ``connection: close`` and closes after the
+        # response once its request cycle is told not to keep the connection alive. Other
+        # servers close those connections at their own graceful stop, once the load
+        # balancer stopped sending there.
+        self._hot = False
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            # On the loop, also when called from gunicorn's watch thread: the cycles are the
+            # loop's to change, and a request that saw _hot still True is in the table by
+            # then, as the hot path never yields between the two.
+            loop.call_soon_threadsafe(self._close_after_in_flight)
+
+    def _close_after_in_flight(self) -> None:
+        cycle_class = _httptools_cycle_class()
+        if cycle_class is None:
+            return
+        for send in list(self._active):
+            cycle: Any = getattr(send, "__self__", None)
+            if type(cycle) is cycle_class and not cycle.response_started:
+                cycle.keep_alive = False
 
     async def _answer_probe(
         self, probe: Probe, check_name: str | None, scope: Scope, send: Send
@@ -136,6 +182,7 @@ class ASGIMiddleware:
         # Servers run the lifespan startup before they serve, so a request arriving first
         # means this server runs none: the app is as started as it will get.
         self._serving = True
+        self._start_serving()
         logger.warning(
             "zerodown: the server runs no ASGI lifespan, so zerodown cannot hold SIGTERM back; "
             "enable lifespan (uvicorn --lifespan on) or use a Kubernetes preStop sleep"
@@ -190,6 +237,24 @@ class ASGIMiddleware:
         if self._handle_signals and self.lifecycle.shutdown_driven_by is None:
             install_signal_relay(self.lifecycle)
         self.lifecycle.mark_ready()
+        self._start_serving()
+
+    def _start_serving(self) -> None:
+        """Keep the hot path's clock on the running loop, then let requests take it."""
+        loop = asyncio.get_running_loop()
+        if self._clock is not None:  # a lifespan ran before, on another loop
+            self._clock.cancel()
+
+        def tick() -> None:
+            self._now = monotonic()
+            self._clock = loop.call_later(_CLOCK_TICK, tick)
+
+        tick()
+        self._loop = loop
+        # In this order, a leave that lands in between still ends with _hot False.
+        self._hot = True
+        if self.lifecycle.is_leaving:
+            self._hot = False
 
 
 def _with_connection_close(message: Message) -> Message:
@@ -198,3 +263,16 @@ def _with_connection_close(message: Message) -> Message:
     ]
     headers.append((b"connection", b"close"))
     return {**message, "headers": headers}
+
+
+def _httptools_cycle_class() -> type[Any] | None:
+    """uvicorn's httptools request cycle, when this process serves with it.
+
+    uvicorn (0.54 verified) adds ``connection: close`` to a response that starts after the
+    cycle's ``keep_alive`` turned False, and closes the connection after it; its own
+    graceful stop uses the same flag. h11's cycle closes without saying so, so it is left
+    alone.
+    """
+    module = sys.modules.get("uvicorn.protocols.http.httptools_impl")
+    cycle_class = getattr(module, "RequestResponseCycle", None)
+    return cycle_class if isinstance(cycle_class, type) else None

@@ -503,6 +503,7 @@ class Health:
         self._refresher_wanted = False
         self._refreshed_checks = False
         self._refresher_wake = threading.Event()
+        self._on_added: list[Callable[[], None]] = []
 
     # -- registering ------------------------------------------------------------------------
 
@@ -526,7 +527,13 @@ class Health:
         if self._refresher_wanted:
             self._ensure_refresher()
             self._refresher_wake.set()
+        for callback in list(self._on_added):
+            callback()
         return check
+
+    def _when_added(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after each check is registered (the probe routes follow)."""
+        self._on_added.append(callback)
 
     def add_process_check(self, check: Check) -> None:
         """Add a middleware's default liveness check unless turned off or named already."""

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -82,13 +82,14 @@ class Lifecycle:
         self._lock = threading.Lock()
         self._phase = Phase.STARTING
         self._draining = False
-        # Draining or retiring: responses should close their connections. Kept apart from the
-        # phase because the hot path reads it: on Python 3.11 looking up an enum member costs
-        # several times more than the rest of the check.
+        # Draining or retiring: responses should close their connections.
         self._leaving = False
+        self._on_leaving: list[Callable[[], None]] = []
         self._draining_since: float | None = None
-        # Insertion order is start order, so the first entry is the oldest request.
-        self._active: dict[int, float] = {}
+        # Insertion order is start order, so the first entry is the oldest request. The ASGI
+        # middleware's keys are the requests' ``send`` callables, the others this class's
+        # tokens: the two never compare equal.
+        self._active: dict[Hashable, float] = {}
         self._tokens = itertools.count()
         self._on_draining: list[DrainingCallback] = []
         self._on_shutdown: list[_RegisteredCallback] = []
@@ -229,11 +230,7 @@ class Lifecycle:
             self.settings.shutdown_delay,
             self._numbers(),
         )
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                logger.exception("zerodown: on_draining callback %r failed", callback)
+        _call_each(callbacks, "on_draining")
         return True
 
     def _enter_draining(self, reason: str) -> bool:
@@ -241,9 +238,15 @@ class Lifecycle:
         with self._lock:
             if self._draining:
                 return False
-            self._phase = Phase.DRAINING
             self._draining = True
+            newly_leaving = not self._leaving
             self._leaving = True
+        # The middleware's hot path is off before readiness fails: a request that starts
+        # after a probe saw 503 closes its connection.
+        if newly_leaving:
+            self._notify_leaving()
+        with self._lock:
+            self._phase = Phase.DRAINING
             self._draining_since = time.monotonic()
             self._shutdown_span = telemetry.start_shutdown(reason, self.in_flight)
         return True
@@ -259,7 +262,16 @@ class Lifecycle:
                 return False
             self._leaving = True
         logger.info("zerodown: %s; retiring: responses now close their connections", reason)
+        self._notify_leaving()
         return True
+
+    def _when_leaving(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once, when this process starts draining or retiring (for the
+        middleware, whose hot path caches the answer of :attr:`is_leaving`)."""
+        self._on_leaving.append(callback)
+
+    def _notify_leaving(self) -> None:
+        _call_each(list(self._on_leaving), "leaving")
 
     def listener_closed(self) -> None:
         """The lame-duck window is over: the server stops accepting and drains. Once."""
@@ -455,3 +467,12 @@ def get_lifecycle() -> Lifecycle:
         if _default_lifecycle is None:
             _default_lifecycle = Lifecycle()
         return _default_lifecycle
+
+
+def _call_each(callbacks: list[DrainingCallback], kind: str) -> None:
+    """Call each callback; log, never raise, what one raises: the next ones still run."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            logger.exception("zerodown: %s callback %r failed", kind, callback)

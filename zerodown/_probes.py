@@ -61,24 +61,32 @@ class ProbePaths:
         )
         return {path: probe for path, probe in pairs if path is not None}
 
-    def check_prefixes(self) -> tuple[str, ...]:
-        """Where one check of a probe answers: ``/readyz/`` for ``/readyz/NAME``."""
-        return tuple(f"{path}/" for path, probe in self.table().items() if probe in _GROUPS)
 
-    def route(self, path: str) -> tuple[Probe, str | None] | None:
-        """The probe at ``path`` and the check it names, if any; None for the app's paths.
+class ProbeRoutes:
+    """Every path a probe answers, each exactly: the probes' own paths and ``/readyz/NAME``
+    for each check the probe runs, kept up to date as checks are registered.
 
-        Everything under a check prefix is a probe's (an unknown name is answered 404), so
-        this agrees with the middleware's hot-path test of ``table`` and ``check_prefixes``.
-        """
-        table = self.table()
-        probe = table.get(path)
-        if probe is not None:
-            return probe, None
-        for base, probe in table.items():
-            if probe in _GROUPS and path.startswith(f"{base}/"):
-                return probe, path[len(base) + 1 :]
-        return None
+    Exact paths make the middleware's test for "not a probe" one dictionary lookup. A path
+    under a probe that names no check of it (``/readyz/typo``) reaches the app.
+    """
+
+    def __init__(self, paths: ProbePaths, health: Health) -> None:
+        self._paths = paths
+        self._health = health
+        #: path -> (the probe, the check it names or None); only ever added to, in place,
+        #: so a reader holding it (the middleware's hot path) never sees a probe vanish.
+        self.table: dict[str, tuple[Probe, str | None]] = {}
+        self._add_new()
+        health._when_added(self._add_new)
+
+    def _add_new(self) -> None:
+        for base, probe in self._paths.table().items():
+            self.table.setdefault(base, (probe, None))
+            group = _GROUPS.get(probe)
+            if group is None:
+                continue
+            for check in self._health.select(group) or ():
+                self.table.setdefault(f"{base}/{check.name}", (probe, check.name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 from ._checks import stuck_threads
 from ._health import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import Probe, ProbePaths, ProbeRequest, answer_probe, checks_for, prestop_wait
+from ._probes import (
+    Probe,
+    ProbePaths,
+    ProbeRequest,
+    ProbeRoutes,
+    answer_probe,
+    checks_for,
+    prestop_wait,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -41,14 +49,14 @@ class WSGIMiddleware:
         self.health = health or get_health()
         self.health.add_process_check(stuck_threads(lifecycle=self.lifecycle))
         self.health.start()
-        self._paths = probe_paths or ProbePaths()
+        self._probes = ProbeRoutes(probe_paths or ProbePaths(), self.health).table
         self.lifecycle.mark_ready()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         lifecycle = self.lifecycle
         if lifecycle.settings.disabled:
             return self.app(environ, start_response)
-        route = self._paths.route(environ.get("PATH_INFO", ""))
+        route = self._probes.get(environ.get("PATH_INFO", ""))
         if route is not None:
             probe, check_name = route
             method = environ.get("REQUEST_METHOD", "GET")
