@@ -53,8 +53,9 @@ Answer = tuple[int, str | None, bytes]
 
 
 def slow_request_across_sigterm(instance: Instance) -> tuple[Answer, Answer]:
-    """On one kept-alive connection, ``/`` and then ``/slow?ms=600``, with SIGTERM sent to
-    ``instance`` 0.3 s into the slow one: both answers."""
+    """On one kept-alive connection, ``/`` and then ``/slow?ms=1500``, with SIGTERM sent to
+    ``instance`` 0.3 s into the slow one: both answers. The slow answer starts long after
+    the signal, so a loaded machine's late signal delivery cannot reorder the two."""
     connection = http.client.HTTPConnection(LOOPBACK, instance.port, timeout=10)
     answers: list[Answer] = []
 
@@ -65,7 +66,7 @@ def slow_request_across_sigterm(instance: Instance) -> tuple[Answer, Answer]:
 
     try:
         ask("/")
-        in_flight = threading.Thread(target=ask, args=("/slow?ms=600",))
+        in_flight = threading.Thread(target=ask, args=("/slow?ms=1500",))
         in_flight.start()
         time.sleep(0.3)
         instance.process.send_signal(SIGTERM)

@@ -203,7 +203,7 @@ def test_requests_on_a_serving_loop_are_counted_with_their_age() -> None:
         age = lifecycle.oldest_request_age
         assert age is not None
         # How much older than it is the request looks: the clock it was stamped with
-        # lags by at most one tick.
+        # lags by at most one tick (the bound adds slack for a loaded machine).
         seen.append((lifecycle.in_flight, age - (time.monotonic() - entered)))
         if len(seen) in (1, 3):  # the first request alone, then two at once
             all_seen.set()
@@ -215,11 +215,13 @@ def test_requests_on_a_serving_loop_are_counted_with_their_age() -> None:
     async def main() -> None:
         await call(app, http_scope("/first"))  # no lifespan: the first request starts serving
         all_seen.clear()
+        # A clock that stopped ticking would now make the next requests look 1 s older.
+        await asyncio.sleep(1.0)
         await asyncio.gather(call(app, http_scope("/a")), call(app, http_scope("/b")))
 
     asyncio.run(main())
     assert [count for count, _ in seen] == [1, 2, 2]
-    assert all(-0.01 <= excess <= 0.15 for _, excess in seen[1:]), seen
+    assert all(-0.01 <= excess <= 0.6 for _, excess in seen[1:]), seen
     assert lifecycle.in_flight == 0
 
 

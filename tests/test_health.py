@@ -275,14 +275,14 @@ def test_a_hanging_check_costs_the_probe_its_timeout_and_nothing_more() -> None:
         answer = await probe(app, "/readyz", token=TOKEN)
         elapsed = time.monotonic() - started
         assert answer.status == 503
-        assert elapsed < 1.0 + 0.05, elapsed
+        assert elapsed < 1.0 + 0.5, elapsed  # the timeout, with slack for a loaded machine
         checks = answer.json()["checks"]
         assert checks["sync-hang"][0]["output"] == "timed out after 1.0s"
         assert checks["async-hang"][0]["output"] == "timed out after 1.0s"
         await asyncio.sleep(1.1)  # past the backoff: the next probe asks again
         started = time.monotonic()
         again = await probe(app, "/readyz", token=TOKEN)
-        assert time.monotonic() - started < 0.05
+        assert time.monotonic() - started < 0.5  # not another 1 s timeout
         assert "previous run has not returned" in again.json()["checks"]["sync-hang"][0]["output"]
 
     try:
@@ -562,7 +562,7 @@ def test_wsgi_probes_run_checks_in_threads_bounded_by_the_timeout() -> None:
     try:
         started = time.monotonic()
         status, body = wsgi_get(wrapped, "/readyz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
-        assert time.monotonic() - started < 0.3 + 0.05
+        assert time.monotonic() - started < 0.3 + 0.5
         assert status == "503 Service Unavailable"
         assert body["checks"]["hang"][0]["output"] == "timed out after 0.3s"
         assert body["checks"]["async"][0]["observedValue"] == 1
