@@ -3,13 +3,14 @@
     pip install -r benchmarks/requirements.txt
     python -m benchmarks.middleware [--write]
 
-1. In-process: the wrapped and the bare hello-world app called directly in a loop (no
-   server, no sockets), back to back in many short rounds; the median of the per-round
-   differences is the middleware's own cost.
-   Target: <= 2 us per request.
+1. In-process: the bare, a do-nothing and the wrapped hello-world app called directly (no
+   server, no sockets) in interleaved blocks; the median of each block's difference to the
+   bare app's block beside it is the middleware's own cost. Target: <= 2 us per request.
 2. Under uvicorn (httptools, one process, access log off): wrk with 1 thread and 32
-   keep-alive connections against the bare app and the wrapped app, in A-B-B-A blocks;
-   the median of the blocks' ratios. Target: >= 97% of the bare app's throughput.
+   keep-alive connections against the three apps in mirrored rounds; the median of the
+   blocks' ratios, with the do-nothing middleware as the control for wrk's noise.
+3. Under the same load, py-spy's share of the wrapped server's CPU samples in zerodown's
+   frames, which judges the throughput target: >= 97% of the bare app's throughput.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from zerodown._types import ASGIApp, Message
 
 BLOCKS = 400
 CALLS_PER_BLOCK = 200
-
-
 RUNS = 5
 
 
@@ -187,7 +186,8 @@ Hello-world Starlette app, bare and wrapped by `zerodown.ASGIMiddleware`.
 | measure | bare app | with zerodown | result | target |
 |---|---|---|---|---|
 | in-process, per request (median of {RUNS} runs of {BLOCKS} interleaved blocks x \
-{CALLS_PER_BLOCK} calls) | {bare_s * 1e6:.2f} us | {wrapped_s * 1e6:.2f} us \
+{CALLS_PER_BLOCK} calls; the app columns unpaired) \
+| {bare_s * 1e6:.2f} us | {wrapped_s * 1e6:.2f} us \
 | +{overhead_us:.2f} us (runs: {", ".join(f"{us:+.2f}" for us in added_us)}) \
 | <= 2 us {verdict[in_process_ok]} |
 | uvicorn + httptools + uvloop, wrk -t1 -c32, {args.rounds} rounds x {args.seconds} s \
@@ -216,7 +216,8 @@ no-op receive/send, in one event loop: blocks of {CALLS_PER_BLOCK} calls to each
 order rotating by block, the garbage collector off while a block is timed (as `timeit` does).
 A run's result is the median of the differences between each block of an app and the bare
 app's block beside it (the cost of the probe lookup and the in-flight count); the table
-gives the median of {RUNS} runs and each run's result. Pairing matters here: on this shared
+gives the median of {RUNS} runs and each run's result. The two app columns are each app's
+own median, unpaired, so their difference is not the result. Pairing matters here: on this shared
 virtual machine the speed drifts by more than the middleware costs, and whole runs differ
 by a third with the machine's state (the bare app's time per request ranges from about
 18 to 33 us between runs on the same day).

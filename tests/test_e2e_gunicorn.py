@@ -229,12 +229,16 @@ def pooled_clients(
     return failures, answered[0]
 
 
+def uvicorn_worker(hooks: bool) -> list[str]:
+    """Without the hooks, uvicorn-worker's own worker, as a user would run it (a later -k
+    wins); with them, zerodown's."""
+    return [] if hooks else ["-k", "uvicorn_worker.UvicornWorker"]
+
+
 def recycle_under_pooled_clients(procs: ProcessGroup, *, hooks: bool) -> tuple[Counter[str], int]:
     """Workers recycling every 60-70 requests under pooled clients."""
     recycling = ["--max-requests", "60", "--max-requests-jitter", "10"]
-    # Without the hooks, uvicorn-worker's own worker, as a user would run it (a later -k wins).
-    upstream = [] if hooks else ["-k", "uvicorn_worker.UvicornWorker"]
-    instance = start(procs, "uvicorn", *upstream, *recycling, hooks=hooks)
+    instance = start(procs, "uvicorn", *uvicorn_worker(hooks), *recycling, hooks=hooks)
     outcome = pooled_clients(instance)
     assert instance.process.log_text().count("Booting worker") >= 10, "workers never recycled"
     return outcome
@@ -262,8 +266,7 @@ def upgrade_under_pooled_clients(
 ) -> tuple[Counter[str], int]:
     """USR2 then TERM to the old master while 48 pooled clients send back to back."""
     pidfile = tmp_path / "gunicorn.pid"
-    upstream = [] if hooks else ["-k", "uvicorn_worker.UvicornWorker"]
-    instance = start(procs, "uvicorn", "--pid", str(pidfile), *upstream, hooks=hooks)
+    instance = start(procs, "uvicorn", "--pid", str(pidfile), *uvicorn_worker(hooks), hooks=hooks)
     outcome = pooled_clients(
         instance, clients=48, pause=0.0, rotation=lambda: upgrade(instance, pidfile)
     )

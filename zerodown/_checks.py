@@ -18,7 +18,7 @@ from typing import Any, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
-from ._health import LIVENESS, STARTUP, Check
+from ._health import DEFAULT_CHECK_TIMEOUT, LIVENESS, STARTUP, Check
 from ._lifecycle import Lifecycle, get_lifecycle
 
 
@@ -92,7 +92,7 @@ def postgres(
 
     async def check() -> dict[str, object]:
         started = time.monotonic()
-        _, usage = await _fetch(target, query, options.get("timeout", 1.0))
+        _, usage = await _fetch(target, query, _deadline(options))
         if usage.pop("saturated", False):
             return {
                 "status": "warn",
@@ -128,7 +128,7 @@ def migrations_applied(
     async def check() -> dict[str, object]:
         asyncpg = _import_asyncpg()
         try:
-            rows, _ = await _fetch(target, query, options.get("timeout", 1.0))
+            rows, _ = await _fetch(target, query, _deadline(options))
         except asyncpg.UndefinedTableError:
             return {"status": "fail", "output": "no schema version table: run the migrations"}
         found = sorted(str(row[0]) for row in rows)
@@ -273,11 +273,16 @@ def http(
     return Check(name, check, component_type="http", secrets=(url, *secrets), **options)
 
 
+def _deadline(options: CheckOptions) -> float:
+    """The seconds the check is given (:attr:`Check.timeout`)."""
+    return options.get("timeout", DEFAULT_CHECK_TIMEOUT)
+
+
 def _socket_timeout(options: CheckOptions) -> float:
     """The timeout for a socket a check opens: a second past the check's own deadline, which
     reports a timeout the same way for every check; the socket's only ends the thread that
     was left waiting."""
-    return options.get("timeout", 1.0) + 1.0
+    return _deadline(options) + 1.0
 
 
 # -- the process itself --------------------------------------------------------------------

@@ -44,6 +44,8 @@ _CHECK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _STATUSES: frozenset[str] = frozenset({"pass", "warn", "fail"})
 #: The first wait after a failure; it doubles with each further failure up to ``max_backoff``.
 _FIRST_BACKOFF = 1.0
+#: Seconds a check may run unless it says otherwise.
+DEFAULT_CHECK_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ class Check:
 
     name: str
     function: CheckFunction
-    timeout: float = 1.0
+    timeout: float = DEFAULT_CHECK_TIMEOUT
     critical: bool = True
     probes: Collection[str] = (READINESS,)
     component_type: str = "component"
@@ -546,7 +548,7 @@ class Health:
         self,
         name: str | None = None,
         *,
-        timeout: float = 1.0,
+        timeout: float = DEFAULT_CHECK_TIMEOUT,
         critical: bool = True,
         probes: Collection[str] = (READINESS,),
         component_type: str = "component",
