@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zerodown._procs import LOOPBACK
+from zerodown._cli.procs import LOOPBACK
 from zerodown._types import Message, Scope
 
 REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}

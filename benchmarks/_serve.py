@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from zerodown._procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_http
+from zerodown._cli.procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_http
 
 REPO = Path(__file__).resolve().parents[1]
 

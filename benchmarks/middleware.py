@@ -28,7 +28,7 @@ from benchmarks._asgi import REQUEST, get_scope
 from benchmarks._report import report
 from benchmarks._serve import arguments, measured_rps, start_uvicorn
 from benchmarks.hello_apps import bare, pass_through, wrapped
-from zerodown._procs import ManagedProcess, find_tool
+from zerodown._cli.procs import ManagedProcess, find_tool
 from zerodown._types import ASGIApp, Message
 
 BLOCKS = 400

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from signal import SIGTERM
 
-from zerodown._haproxy import DEFAULT_BACKEND, HAProxy, HealthCheck, start_haproxy
-from zerodown._load import LoadPlan, LoadRun, start_load
-from zerodown._procs import (
+from zerodown._cli.procs import (
     LOOPBACK,
     ManagedProcess,
     child_environment,
@@ -32,6 +30,8 @@ from zerodown._procs import (
     wait_for_http,
     wait_for_port,
 )
+from zerodown._cli.rehearse.haproxy import DEFAULT_BACKEND, HAProxy, HealthCheck, start_haproxy
+from zerodown._cli.rehearse.k6 import LoadPlan, LoadRun, start_load
 
 REPO = Path(__file__).resolve().parents[1]
 

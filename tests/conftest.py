@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.bed import ProcessGroup, Service, start_postgres
-from zerodown._procs import ManagedProcess, stop_all
+from zerodown._cli.procs import ManagedProcess, stop_all
 
 
 @pytest.fixture

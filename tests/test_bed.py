@@ -9,8 +9,8 @@ import asyncpg
 import redis
 
 from tests.bed import ProcessGroup, Service
-from zerodown._haproxy import HealthCheck
-from zerodown._load import LoadPlan
+from zerodown._cli.rehearse.haproxy import HealthCheck
+from zerodown._cli.rehearse.k6 import LoadPlan
 
 
 def test_redis_server_answers(redis_server: Service) -> None:

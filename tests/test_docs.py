@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from tests.bed import REPO, find_nginx
-from zerodown._cli import build_parser
-from zerodown._haproxy import find_haproxy
+from zerodown._cli.main import build_parser
+from zerodown._cli.rehearse.haproxy import find_haproxy
 
 PAGES = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
 _FENCE = re.compile(
@@ -53,7 +53,7 @@ def flush_metrics() -> None: ...
 import os
 from flask import Flask
 from starlette.applications import Starlette
-from zerodown._session_core import SessionConfig
+from zerodown._sessions.policy import SessionConfig
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("ZERODOWN_SESSION_SECRETS", "s" * 32)
 starlette_app = Starlette()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.bed import HealthCheck, LoadPlan, ProcessGroup
-from zerodown._load import LoadResult
+from zerodown._cli.rehearse.k6 import LoadResult
 
 RATE = 120  # requests/s, 20% of them 300 ms slow
 DURATION = 10.0

@@ -15,13 +15,13 @@ import pytest
 
 from tests.bed import Instance, ProcessGroup, slow_request_across_sigterm
 from zerodown import Lifecycle, Settings
-from zerodown._gunicorn import (
+from zerodown._servers.gunicorn import (
     WATCH_INTERVAL,
     SharedState,
     WorkerWatch,
     require_verified_gunicorn,
 )
-from zerodown._uvicorn_worker import drain_bound
+from zerodown._servers.uvicorn_worker import drain_bound
 
 HOOKS = "python:zerodown.gunicorn_conf"
 FLASK = "examples.flask_app:app"

@@ -16,7 +16,7 @@ import yaml
 from tests.bed import REPO, ProcessGroup
 from tests.test_gunicorn import get
 from zerodown import Lifecycle, Settings
-from zerodown._procs import LOOPBACK, child_environment, free_port, wait_for_http
+from zerodown._cli.procs import LOOPBACK, child_environment, free_port, wait_for_http
 
 MANIFESTS = sorted((REPO / "examples" / "k8s").glob("*.yaml"))
 SHELLS = {"sh", "bash", "dash", "ash", "zsh"}

@@ -13,12 +13,13 @@ import jsonschema
 import pytest
 
 from tests.bed import REPO, ProcessGroup
-from zerodown import _haproxy, _procs
-from zerodown._haproxy import HealthCheck, render_config
-from zerodown._load import LoadResult, RequestRecord
-from zerodown._procs import wait_for_http
-from zerodown._rehearsal import RehearsalPlan
-from zerodown._rehearsal_report import REPORT_SCHEMA_PATH, DeployOutcome, RehearsalReport
+from zerodown._cli import procs
+from zerodown._cli.procs import wait_for_http
+from zerodown._cli.rehearse import haproxy
+from zerodown._cli.rehearse.haproxy import HealthCheck, render_config
+from zerodown._cli.rehearse.k6 import LoadResult, RequestRecord
+from zerodown._cli.rehearse.plan import RehearsalPlan
+from zerodown._cli.rehearse.report import REPORT_SCHEMA_PATH, DeployOutcome, RehearsalReport
 
 ZERODOWN = str(Path(sys.executable).with_name("zerodown"))
 #: Short rehearsals: a few steady seconds, the deploy, a few more.
@@ -190,10 +191,10 @@ def test_the_verdict_names_each_threshold_crossed() -> None:
 def test_a_missing_haproxy_is_named_with_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_procs.shutil, "which", lambda name: None)
-    monkeypatch.setattr(_procs, "SYSTEM_DIRS", ())
+    monkeypatch.setattr(procs.shutil, "which", lambda name: None)
+    monkeypatch.setattr(procs, "SYSTEM_DIRS", ())
     with pytest.raises(FileNotFoundError, match="apt-get install haproxy"):
-        _haproxy.find_haproxy()
+        haproxy.find_haproxy()
 
 
 def test_retry_lets_the_proxy_try_another_instance_on_connection_errors(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from zerodown._schema import check_schemas, lock_schemas
+from zerodown._records.schema import check_schemas, lock_schemas
 from zerodown.codec import Record, Registry
 
 BASE: dict[str, tuple[Any, Any]] = {
@@ -144,7 +144,7 @@ def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable,
         "-m",
-        "zerodown._cli",
+        "zerodown._cli.main",
         "schema",
         *args,
         "--registry",
@@ -180,7 +180,7 @@ def test_the_command_exits_1_with_an_explanation_per_field(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "zerodown._cli",
+            "zerodown._cli.main",
             "schema",
             "check",
             "--registry",

@@ -27,10 +27,12 @@ from starlette.websockets import WebSocket
 
 from tests.bed import ProcessGroup, Service
 from zerodown import ConfigurationError
-from zerodown._procs import LOOPBACK, free_port, wait_for_port
-from zerodown._rehearsal import Progress, RehearsalPlan, rehearse
-from zerodown._rehearsal_report import RehearsalReport
-from zerodown._session import storage_key
+from zerodown._cli.procs import LOOPBACK, free_port, wait_for_port
+from zerodown._cli.rehearse.plan import RehearsalPlan
+from zerodown._cli.rehearse.progress import Progress
+from zerodown._cli.rehearse.report import RehearsalReport
+from zerodown._cli.rehearse.run import rehearse
+from zerodown._sessions.session import storage_key
 from zerodown.codec import Record, Registry
 from zerodown.sessions import (
     MemoryStore,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.bed import REPO, LoadPlan, ProcessGroup, find_nginx
-from zerodown._procs import LOOPBACK, free_port, wait_for_http
+from zerodown._cli.procs import LOOPBACK, free_port, wait_for_http
 
 BLUEGREEN = REPO / "examples" / "bluegreen"
 

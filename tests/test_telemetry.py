@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import zerodown
-from zerodown._procs import free_port
-from zerodown._session_core import SessionConfig
+from zerodown._cli.procs import free_port
+from zerodown._sessions.policy import SessionConfig
 from zerodown.codec import Record, Registry
 from zerodown.sessions import RedisStore
 

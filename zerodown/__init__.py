@@ -3,7 +3,8 @@
 from . import health as health  # the module: zerodown.health.postgres(...)
 from ._asgi import ASGIMiddleware
 from ._errors import ConfigurationError, ZerodownError
-from ._health import Check, CheckResult, Health, get_health
+from ._health.model import Check, CheckResult
+from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, Phase, get_lifecycle
 from ._probes import ProbePaths
 from ._settings import Settings

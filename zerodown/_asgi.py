@@ -9,8 +9,8 @@ from collections.abc import Awaitable
 from time import monotonic
 from typing import Any
 
-from ._checks import event_loop_lag
-from ._health import Health, get_health
+from ._health.checks import event_loop_lag
+from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
 from ._probes import (
     Probe,

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
-from ._health import LIVENESS, READINESS, STARTUP, Check, CheckResult, Health, Report
+from ._health.model import LIVENESS, READINESS, STARTUP, Check, CheckResult, Report
+from ._health.registry import Health
 from ._lifecycle import Lifecycle, Phase
 from ._redact import redact
 

@@ -20,8 +20,8 @@ from ._version import __version__
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
 
-    from ._codec import Registry
     from ._lifecycle import Lifecycle
+    from ._records.codec import Registry
 
 SCOPE = "zerodown"
 DRAIN_DURATION = "zerodown.drain.duration"

@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from ._checks import stuck_threads
-from ._health import Health, get_health
+from ._health.checks import stuck_threads
+from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
 from ._probes import (
     Probe,

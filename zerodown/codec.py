@@ -13,6 +13,6 @@ payload = records.encode(Cart(items=["book"]))
 cart = records.decode(payload, Cart)
 """
 
-from ._codec import DEFAULT_MAX_SIZE, Record, RecordType, Registry, UnreadableRecord
+from ._records.codec import DEFAULT_MAX_SIZE, Record, RecordType, Registry, UnreadableRecord
 
 __all__ = ["DEFAULT_MAX_SIZE", "Record", "RecordType", "Registry", "UnreadableRecord"]

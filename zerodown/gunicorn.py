@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._gunicorn import (
+from ._servers.gunicorn import (
     child_exit,
     post_fork,
     pre_fork,
@@ -28,7 +28,7 @@ __all__ = ["child_exit", "post_fork", "pre_fork", "pre_request", "when_ready", "
 def __getattr__(name: str) -> Any:
     # Imported on use so that WSGI users need neither uvicorn nor uvicorn-worker.
     if name == "UvicornWorker":
-        from ._uvicorn_worker import UvicornWorker
+        from ._servers.uvicorn_worker import UvicornWorker
 
         return UvicornWorker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

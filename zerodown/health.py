@@ -4,7 +4,7 @@
 ``@health.check()`` on a function of your own. See ``docs/health.md``.
 """
 
-from ._checks import (
+from ._health.checks import (
     CheckOptions,
     disk_space,
     event_loop_lag,
@@ -14,18 +14,17 @@ from ._checks import (
     redis,
     stuck_threads,
 )
-from ._health import (
+from ._health.model import (
     LIVENESS,
     READINESS,
     STARTUP,
     Check,
     CheckFunction,
     CheckResult,
-    Health,
     Report,
     Status,
-    get_health,
 )
+from ._health.registry import Health, get_health
 
 __all__ = [
     "LIVENESS",

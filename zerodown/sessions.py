@@ -8,11 +8,11 @@ The signing secrets come from ``ZERODOWN_SESSION_SECRETS`` (comma-separated; the
 signs, all verify) unless given. See ``docs/sessions.md``.
 """
 
-from ._session import DEFAULT_MAX_SIZE, Session, SessionTooLarge, Signer
-from ._session_asgi import SessionMiddleware
-from ._session_core import DEFAULT_MAX_AGE, OutagePolicy, SavePlan, SessionConfig
-from ._session_store import MemoryStore, RedisStore, SessionStore, StoreUnavailable
-from ._session_wsgi import ENVIRON_KEY, WSGISessionMiddleware, init_flask
+from ._sessions.asgi import SessionMiddleware
+from ._sessions.policy import DEFAULT_MAX_AGE, OutagePolicy, SavePlan, SessionConfig
+from ._sessions.session import DEFAULT_MAX_SIZE, Session, SessionTooLarge, Signer
+from ._sessions.stores import MemoryStore, RedisStore, SessionStore, StoreUnavailable
+from ._sessions.wsgi import ENVIRON_KEY, WSGISessionMiddleware, init_flask
 
 __all__ = [
     "DEFAULT_MAX_AGE",

@@ -18,8 +18,8 @@ from typing import Any, Generic, Literal, TypeVar, Union
 
 import msgspec
 
-from ._errors import ZerodownError
-from ._telemetry import telemetry
+from .._errors import ZerodownError
+from .._telemetry import telemetry
 
 Format = Literal["json", "msgpack"]
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from ._codec import Registry
+from .codec import Registry
 
 Schema = dict[str, Any]
 LOCK_FORMAT = 1

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._session import LazySession, Session, storage_key
-from ._session_core import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
-from ._session_store import SessionStore, StoreUnavailable, store_or_memory
+from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
+from .session import LazySession, Session, storage_key
+from .stores import SessionStore, StoreUnavailable, store_or_memory
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

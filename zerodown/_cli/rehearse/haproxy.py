@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._procs import LOOPBACK, ManagedProcess, find_tool, free_port, start_process
+from ..procs import LOOPBACK, ManagedProcess, find_tool, free_port, start_process
 
 INSTALL_HINT = (
     "haproxy was not found on PATH; install it with `sudo apt-get install haproxy` "

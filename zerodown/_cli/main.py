@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from ._codec import Registry
-    from ._schema import check_schemas, lock_schemas
+    from .._records.codec import Registry
+    from .._records.schema import check_schemas, lock_schemas
 
     try:
         registry = _load(args.registry)
@@ -110,7 +110,7 @@ _PLAN_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
 def _add_rehearse(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from dataclasses import fields
 
-    from ._rehearsal import STRATEGIES, RehearsalPlan
+    from .rehearse.plan import STRATEGIES, RehearsalPlan
 
     defaults = {field.name: field.default for field in fields(RehearsalPlan)}
     rehearse = commands.add_parser(
@@ -194,9 +194,11 @@ def _pairs(raw: Sequence[str], option: str) -> dict[str, str]:
 def _rehearse(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from dataclasses import fields, replace
 
-    from ._fleet import NotReady, ServerSpec
-    from ._rehearsal import Progress, RehearsalPlan, rehearse
-    from ._rehearsal_report import Thresholds, render_side_by_side, report_document
+    from .rehearse.fleet import NotReady, ServerSpec
+    from .rehearse.plan import RehearsalPlan
+    from .rehearse.progress import Progress
+    from .rehearse.report import Thresholds, render_side_by_side, report_document
+    from .rehearse.run import rehearse
 
     try:
         if args.app is None and args.command_template is None:
@@ -258,7 +260,7 @@ def _rehearse(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _wait_ready(args: argparse.Namespace) -> int:
-    from ._wait_ready import readiness_url, wait_ready
+    from .wait_ready import readiness_url, wait_ready
 
     try:
         url = readiness_url(args.url)

@@ -22,8 +22,8 @@ import threading
 import time
 from typing import Any
 
-from ._lifecycle import Lifecycle, Phase, ProcessLoad, get_lifecycle
-from ._settings import read_seconds
+from .._lifecycle import Lifecycle, Phase, ProcessLoad, get_lifecycle
+from .._settings import read_seconds
 
 logger = logging.getLogger("zerodown")
 

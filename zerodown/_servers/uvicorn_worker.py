@@ -21,8 +21,8 @@ from uvicorn.config import Config
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as _UpstreamWorker  # type: ignore[import-untyped]
 
-from ._lifecycle import Lifecycle, get_lifecycle
-from ._settings import BUDGET_MARGIN
+from .._lifecycle import Lifecycle, get_lifecycle
+from .._settings import BUDGET_MARGIN
 
 #: The least time left for the drain whatever the callbacks' budget, in seconds.
 MIN_DRAIN = 1

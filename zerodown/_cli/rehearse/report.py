@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._load import LoadResult, RequestRecord
+from .k6 import LoadResult, RequestRecord
 
 if TYPE_CHECKING:
-    from ._rehearsal import RehearsalPlan
+    from .plan import RehearsalPlan
 
 #: The JSON Schema of ``zerodown rehearse --json``, shipped in the package.
-REPORT_SCHEMA_PATH = Path(__file__).with_name("rehearsal-report.schema.json")
+REPORT_SCHEMA_PATH = Path(__file__).parents[2] / "rehearsal-report.schema.json"
 #: Failed requests listed one by one in the JSON report; the rest are counted.
 MAX_LISTED_FAILURES = 5000
 #: Fewer canary answers than this in a step say nothing about its p99.

@@ -16,11 +16,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import ConfigurationError, ZerodownError
-from ._telemetry import telemetry
+from .._errors import ConfigurationError, ZerodownError
+from .._telemetry import telemetry
 
 if TYPE_CHECKING:
-    from ._session_core import SavePlan
+    from .policy import SavePlan
 
 logger = logging.getLogger("zerodown")
 

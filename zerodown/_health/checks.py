@@ -17,9 +17,9 @@ from collections.abc import Collection, Iterable
 from typing import Any, TypedDict, Unpack
 from urllib.parse import urlsplit
 
-from ._errors import ConfigurationError
-from ._health import DEFAULT_CHECK_TIMEOUT, LIVENESS, STARTUP, Check
-from ._lifecycle import Lifecycle, get_lifecycle
+from .._errors import ConfigurationError
+from .._lifecycle import Lifecycle, get_lifecycle
+from .model import DEFAULT_CHECK_TIMEOUT, LIVENESS, STARTUP, Check
 
 
 class CheckOptions(TypedDict, total=False):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ._procs import (
+from ..procs import (
     LOOPBACK,
     ManagedProcess,
     child_environment,

@@ -6,7 +6,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from ._procs import http_get
+from .procs import http_get
 
 #: Seconds between polls: doubling from the first to the last.
 FIRST_INTERVAL = 0.1

@@ -10,11 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._codec import Registry, UnreadableRecord
-from ._errors import ConfigurationError
-from ._session import DEFAULT_MAX_SIZE, Session, Signer, new_session_id, storage_key
-from ._session_store import StoreUnavailable
-from ._telemetry import telemetry
+from .._errors import ConfigurationError
+from .._records.codec import Registry, UnreadableRecord
+from .._telemetry import telemetry
+from .session import DEFAULT_MAX_SIZE, Session, Signer, new_session_id, storage_key
+from .stores import StoreUnavailable
 
 logger = logging.getLogger("zerodown")
 

@@ -1,0 +1,1 @@
+"""The ``zerodown`` command: tooling a person runs from a shell; the runtime never imports it."""

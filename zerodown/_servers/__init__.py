@@ -1,0 +1,1 @@
+"""Server integrations: gunicorn's hooks and zerodown's uvicorn worker for gunicorn."""
