@@ -26,7 +26,8 @@ import redis
 
 from benchmarks._report import report
 from benchmarks._serve import arguments, measured_rps, start_uvicorn
-from zerodown._cli.procs import LOOPBACK, ManagedProcess, free_port, start_process, wait_for_port
+from tests.bed import wait_for_port
+from zerodown._cli.procs import LOOPBACK, ManagedProcess, free_port, start_process
 
 APPS = ("zerodown", "starsessions")
 SAMPLE = 200

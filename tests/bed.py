@@ -9,6 +9,7 @@ import glob
 import http.client
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,10 +29,10 @@ from zerodown._cli.procs import (
     start_process,
     stop_all,
     wait_for_http,
-    wait_for_port,
 )
-from zerodown._cli.rehearse.haproxy import DEFAULT_BACKEND, HAProxy, HealthCheck, start_haproxy
-from zerodown._cli.rehearse.k6 import LoadPlan, LoadRun, start_load
+from zerodown._cli.rehearse.haproxy import DEFAULT_BACKEND, HAProxy, ProxyCheck, start_haproxy
+from zerodown._cli.rehearse.k6 import LoadPlan, LoadResult, LoadRun, RequestRecord, start_load
+from zerodown._polling import poll
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +51,22 @@ class Instance:
 
 Answer = tuple[int, str | None, bytes]
 """An HTTP answer: status, ``Connection`` header, body."""
+
+
+def wait_for_port(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
+    """Wait until ``process`` listens on ``port`` (loopback); fail early when it exits."""
+
+    def listening() -> bool:
+        if process.returncode is not None:
+            raise RuntimeError(f"{process.name} exited early:\n{process.log_text()[-4000:]}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    if not poll(listening, timeout=timeout, interval=0.05):
+        raise TimeoutError(f"{process.name} did not listen on {port} in {timeout}s")
 
 
 def slow_request_across_sigterm(instance: Instance) -> tuple[Answer, Answer]:
@@ -157,7 +174,7 @@ class ProcessGroup:
         self,
         instances: Sequence[Instance],
         *,
-        check: HealthCheck | None = None,
+        check: ProxyCheck | None = None,
         retries: int = 0,
     ) -> HAProxy:
         """HAProxy with ``instances`` as servers ``s0``, ``s1``, ..."""
@@ -261,11 +278,29 @@ def start_postgres(processes: list[ManagedProcess]) -> Service:
 
 __all__ = [
     "REPO",
-    "HealthCheck",
     "Instance",
     "LoadPlan",
     "ProcessGroup",
+    "ProxyCheck",
     "Service",
     "find_nginx",
     "start_postgres",
 ]
+
+
+def in_flight_at(result: LoadResult, moment: float) -> list[RequestRecord]:
+    """Requests that had started and not ended at ``moment`` (a ``time.time()``)."""
+    return [record for record in result.records if record.started <= moment < record.ended]
+
+
+def get(
+    port: int, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, str | None, bytes]:
+    """One request on a connection of its own: the status, the Connection header, the body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.getheader("connection"), response.read()
+    finally:
+        connection.close()

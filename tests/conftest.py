@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,3 +34,31 @@ def postgres_server() -> Iterator[Service]:
         yield start_postgres(started)
     finally:
         stop_all(started)
+
+
+#: Fixtures that start real processes: a test using one is marked ``servers``.
+SERVER_FIXTURES = frozenset({"procs", "redis_server", "postgres_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if uses & SERVER_FIXTURES or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.servers)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outside_servers(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a test not marked ``servers``, starting a process is an error, so that the fast
+    subset (``-m 'not servers'``) really starts none."""
+    if request.node.get_closest_marker("servers") is not None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(
+            f"{request.node.nodeid} starts a process: mark it @pytest.mark.servers"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

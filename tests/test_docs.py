@@ -100,6 +100,7 @@ def test_every_snippet_has_a_language_this_file_runs() -> None:
     assert unknown == []
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("page", sorted({s.page for s in of("python")}), ids=lambda p: p.name)
 def test_python_snippets_run_in_order_on_each_page(page: Path, tmp_path: Path) -> None:
     bodies = [PREAMBLES.get(page.name, ""), *(s.body for s in of("python") if s.page == page)]
@@ -168,6 +169,7 @@ def test_command_lines_parse(snippet: Snippet) -> None:
             _check_command(argv)
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("snippet", of("bash"), ids=str)
 def test_shell_scripts_parse(snippet: Snippet) -> None:
     done = subprocess.run(
@@ -176,6 +178,7 @@ def test_shell_scripts_parse(snippet: Snippet) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("snippet", of("haproxy"), ids=str)
 def test_haproxy_snippets_are_valid_configs(snippet: Snippet, tmp_path: Path) -> None:
     config = tmp_path / "haproxy.cfg"
@@ -192,6 +195,7 @@ def test_haproxy_snippets_are_valid_configs(snippet: Snippet, tmp_path: Path) ->
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("snippet", of("nginx"), ids=str)
 def test_nginx_snippets_are_valid_configs(snippet: Snippet, tmp_path: Path) -> None:
     body = snippet.body

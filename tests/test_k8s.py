@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.bed import REPO, ProcessGroup
-from tests.test_gunicorn import get
+from tests.bed import REPO, ProcessGroup, get
 from zerodown import Lifecycle, Settings
 from zerodown._cli.procs import LOOPBACK, child_environment, free_port, wait_for_http
 

@@ -94,7 +94,7 @@ def test_the_shutdown_sequence_is_one_span_with_an_event_per_step() -> None:
 
     token = lifecycle.request_started()
     lifecycle.start_draining("SIGTERM received")
-    lifecycle.listener_closed()
+    lifecycle.server.listener_closed()
     lifecycle.request_finished(token)
     asyncio.run(lifecycle.shutdown())
 
@@ -178,6 +178,7 @@ def test_records_read_are_counted_per_written_version() -> None:
     assert value("zerodown.record.reads", **v2) >= 1
 
 
+@pytest.mark.servers
 def test_without_opentelemetry_installed_everything_still_works() -> None:
     script = """
 import asyncio, sys
@@ -208,7 +209,7 @@ def test_each_lifecycle_event_is_one_log_line_with_the_numbers(
     lifecycle.mark_ready()
     token = lifecycle.request_started()
     lifecycle.start_draining("SIGTERM received")
-    lifecycle.listener_closed()
+    lifecycle.server.listener_closed()
     lifecycle.request_finished(token)
     asyncio.run(lifecycle.shutdown())
     lines = [record.getMessage() for record in caplog.records if record.name == "zerodown"]

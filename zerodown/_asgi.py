@@ -12,15 +12,7 @@ from typing import Any
 from ._health.checks import event_loop_lag
 from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import (
-    Probe,
-    ProbePaths,
-    ProbeRequest,
-    ProbeRoutes,
-    answer_probe,
-    checks_for,
-    prestop_wait,
-)
+from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
 from ._signals import install_signal_relay
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,7 +28,8 @@ class ASGIMiddleware:
     ``app = zerodown.ASGIMiddleware(app)`` or ``app.add_middleware(zerodown.ASGIMiddleware)``.
     The probe paths (and ``/readyz/NAME`` for one check) are answered here and never reach
     the app; their checks come from ``health`` (the process's registry by default), to
-    which this adds an event-loop lag liveness check. On the server's lifespan startup it
+    which this adds an event-loop lag liveness check, and ``probe_access`` says what they
+    show and to whom. On the server's lifespan startup it
     installs the delayed SIGTERM handling (``handle_signals=False`` leaves signals alone,
     for servers whose stop is driven from elsewhere).
     """
@@ -48,14 +41,16 @@ class ASGIMiddleware:
         lifecycle: Lifecycle | None = None,
         health: Health | None = None,
         probe_paths: ProbePaths | None = None,
+        probe_access: ProbeAccess | None = None,
         handle_signals: bool = True,
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle or get_lifecycle()
         self.health = health or get_health()
         self.health.add_process_check(event_loop_lag())
-        # Bound once for the hot path; ProbeRoutes adds to it in place.
-        self._probes = ProbeRoutes(probe_paths or ProbePaths(), self.health).table
+        self._probes = Probes(self.lifecycle, self.health, probe_paths, probe_access)
+        # Bound once for the hot path; the probes add to it in place.
+        self._routes = self._probes.routes
         self._handle_signals = handle_signals
         self._disabled = self.lifecycle.settings.disabled
         # Set once the server ran the lifespan, or served without one.
@@ -70,15 +65,15 @@ class ASGIMiddleware:
         self._clock: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # The lifecycle's in-flight table, bound once for the hot path.
-        self._active = self.lifecycle._active
-        self.lifecycle._when_leaving(self._leave)
+        self._active = self.lifecycle.requests.started
+        self.lifecycle.leaving.subscribe(self._leave)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: an app request while serving and not leaving. It counts the request
         # in the lifecycle's table, keyed by its ``send`` (unique to a request, and the handle
         # ``_leave`` needs), and passes ``send`` on unwrapped: on this path each Python call
         # costs about as much as the whole count, and a wrapper is called per message.
-        if self._hot and scope["type"] == "http" and scope["path"] not in self._probes:
+        if self._hot and scope["type"] == "http" and scope["path"] not in self._routes:
             active = self._active
             active[send] = self._now
             try:
@@ -99,7 +94,7 @@ class ASGIMiddleware:
         if not self._serving:
             self._serving_without_lifespan()
         if kind == "http":
-            route = self._probes.get(scope["path"])
+            route = self._routes.get(scope["path"])
             if route is None:
                 await self._serve_closing(scope, receive, send)
             else:
@@ -156,10 +151,10 @@ class ASGIMiddleware:
                 cycle.keep_alive = False
 
     async def _answer_probe(
-        self, probe: Probe, check_name: str | None, scope: Scope, send: Send
+        self, probe: Endpoint, check_name: str | None, scope: Scope, send: Send
     ) -> None:
         method = scope["method"]
-        if probe is Probe.PRESTOP:
+        if probe is Endpoint.PRESTOP:
             await asyncio.sleep(prestop_wait(method, self.lifecycle))
         client = scope.get("client")
         request = ProbeRequest(
@@ -170,9 +165,9 @@ class ASGIMiddleware:
             next((v for k, v in scope["headers"] if k.lower() == b"authorization"), None),
             client[0] if client else None,
         )
-        checks = checks_for(request, self.lifecycle, self.health)
+        checks = self._probes.checks_for(request)
         report = None if checks is None else await self.health.run(checks)
-        answer = answer_probe(request, self.lifecycle, self.health, report)
+        answer = self._probes.answer(request, report)
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
@@ -234,7 +229,7 @@ class ASGIMiddleware:
 
     def _started(self) -> None:
         self.health.start(asyncio.get_running_loop())
-        if self._handle_signals and self.lifecycle.shutdown_driven_by is None:
+        if self._handle_signals and self.lifecycle.server.shutdown_driven_by is None:
             install_signal_relay(self.lifecycle)
         self.lifecycle.mark_ready()
         self._start_serving()

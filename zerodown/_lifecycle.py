@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import inspect
 import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
-from ._settings import BUDGET_MARGIN, Settings
+from ._events import Subscribers
+from ._phase import Phase
+from ._settings import BUDGET_MARGIN, Settings, SettingsOverrides
 from ._telemetry import ShutdownSpan, telemetry
 
 logger = logging.getLogger("zerodown")
@@ -27,13 +28,7 @@ logger = logging.getLogger("zerodown")
 ShutdownCallback = Callable[[], object] | Callable[[], Awaitable[object]]
 DrainingCallback = Callable[[], object]
 _C = TypeVar("_C", bound=Callable[..., object])
-
-
-class Phase(enum.StrEnum):
-    STARTING = "starting"
-    READY = "ready"
-    DRAINING = "draining"
-    STOPPED = "stopped"
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +38,84 @@ class ProcessLoad:
     pid: int
     in_flight: int
     oldest_request_age: float | None
+
+
+class InFlight:
+    """The requests a process is serving, each with the ``time.monotonic()`` it started.
+
+    ``started`` is held openly: the ASGI middleware's hot path stores and pops its own keys
+    (the requests' ``send`` callables) there, since a method call would cost it as much as
+    the whole count. Everything else counts in and out with tokens, which never compare
+    equal to those keys. Insertion order is start order, so the first entry is the oldest.
+
+    No lock: ``next()`` on ``itertools.count`` and setting or popping a dict key are each
+    atomic, and a lock would cost more than all the rest.
+    """
+
+    __slots__ = ("_tokens", "started")
+
+    def __init__(self) -> None:
+        self.started: dict[Hashable, float] = {}
+        self._tokens = itertools.count()
+
+    def begin(self) -> int:
+        """Count a request in; pass the returned token to :meth:`end`."""
+        token = next(self._tokens)
+        self.started[token] = time.monotonic()
+        return token
+
+    def end(self, token: Hashable) -> None:
+        self.started.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self.started)
+
+    def oldest_started(self) -> float | None:
+        return self._read(lambda starts: next(iter(starts), None), None)
+
+    def older_than(self, seconds: float) -> int:
+        since = time.monotonic() - seconds
+        return self._read(lambda starts: sum(1 for started in starts if started < since), 0)
+
+    def _read(self, read: Callable[[Iterable[float]], _R], fallback: _R) -> _R:
+        """``read`` over the start times, again if another thread changed them mid-read."""
+        for _ in range(100):
+            try:
+                return read(self.started.values())
+            except RuntimeError:  # dictionary changed size during iteration
+                continue
+        return fallback
+
+
+class ServerSide:
+    """What only server integrations (the gunicorn hooks, zerodown's uvicorn worker, the
+    signal relay) tell a lifecycle; apps use the :class:`Lifecycle` methods instead."""
+
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
+        #: Set by an integration that owns the shutdown sequence of the whole server (the
+        #: gunicorn hooks): the middleware then installs no signal handling of its own.
+        self.shutdown_driven_by: str | None = None
+        #: Threads that serve requests in this process, when the integration knows
+        #: (the gunicorn hooks set gunicorn's ``threads``).
+        self.worker_threads: int | None = None
+        self.loads_of_all_processes: Callable[[], list[ProcessLoad]] | None = None
+
+    def share_loads(self, loads_of_all_processes: Callable[[], list[ProcessLoad]]) -> None:
+        """Let :meth:`Lifecycle.process_loads` include sibling processes."""
+        self.loads_of_all_processes = loads_of_all_processes
+
+    def start_retiring(self, reason: str) -> bool:
+        """This process is being replaced while the service stays up (a worker recycled or
+        reloaded): close connections after each response, keep readiness as it is.
+
+        True only for the call that started it; draining implies retiring.
+        """
+        return self._lifecycle._start_retiring(reason)
+
+    def listener_closed(self) -> None:
+        """The lame-duck window is over: the server stops accepting and drains. Once."""
+        self._lifecycle._listener_closed_now()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,48 +132,32 @@ class Lifecycle:
     """One per process: where the process is in its life and what is still running.
 
     Thread-safe (WSGI servers call it from a thread pool) and asyncio-safe (nothing in it
-    blocks on I/O). Settings not given as arguments come from ``ZERODOWN_*`` variables.
+    blocks on I/O). Settings not given, as ``settings`` or as keyword arguments, come from
+    ``ZERODOWN_*`` variables.
+
+    Beside the app-facing methods it holds :attr:`requests` (the in-flight table),
+    :attr:`leaving` (told when responses start closing their connections) and
+    :attr:`server` (what server integrations call).
     """
 
     def __init__(
-        self,
-        *,
-        shutdown_delay: float | None = None,
-        drain_timeout: float | None = None,
-        callback_timeout: float | None = None,
-        grace_period: float | None = None,
-        disabled: bool | None = None,
-        settings: Settings | None = None,
+        self, *, settings: Settings | None = None, **overrides: Unpack[SettingsOverrides]
     ) -> None:
-        self.settings = settings or Settings.load(
-            shutdown_delay=shutdown_delay,
-            drain_timeout=drain_timeout,
-            callback_timeout=callback_timeout,
-            grace_period=grace_period,
-            disabled=disabled,
-        )
+        self.settings = settings or Settings.load(**overrides)
         self._lock = threading.Lock()
         self._phase = Phase.STARTING
         self._draining = False
         # Draining or retiring: responses should close their connections.
         self._leaving = False
-        self._on_leaving: list[Callable[[], None]] = []
+        #: Told once, when this process starts draining or retiring (the middleware's hot
+        #: path caches the answer of :attr:`is_leaving` and needs to hear when it changes).
+        self.leaving = Subscribers("leaving")
         self._draining_since: float | None = None
-        # Insertion order is start order, so the first entry is the oldest request. The ASGI
-        # middleware's keys are the requests' ``send`` callables, the others this class's
-        # tokens: the two never compare equal.
-        self._active: dict[Hashable, float] = {}
-        self._tokens = itertools.count()
-        self._on_draining: list[DrainingCallback] = []
+        self.requests = InFlight()
+        self.server = ServerSide(self)
+        self._on_draining = Subscribers("on_draining")
         self._on_shutdown: list[_RegisteredCallback] = []
         self._shutdown_started = False
-        self._loads_of_all_processes: Callable[[], list[ProcessLoad]] | None = None
-        #: Set by a server integration that owns the shutdown sequence of the whole server
-        #: (the gunicorn hooks): the middleware then installs no signal handling of its own.
-        self.shutdown_driven_by: str | None = None
-        #: Threads that serve requests in this process, when a server integration knows
-        #: (the gunicorn hooks set gunicorn's ``threads``).
-        self.worker_threads: int | None = None
         self._shutdown_span: ShutdownSpan | None = None
         self._listener_closed = False
         telemetry.watch_lifecycle(self)
@@ -123,7 +180,7 @@ class Lifecycle:
 
     @property
     def in_flight(self) -> int:
-        return len(self._active)
+        return len(self.requests)
 
     @property
     def oldest_request_age(self) -> float | None:
@@ -134,22 +191,11 @@ class Lifecycle:
     @property
     def oldest_request_started(self) -> float | None:
         """``time.monotonic()`` when the oldest in-flight request started, or None when idle."""
-        for _ in range(100):
-            try:
-                return next(iter(self._active.values()), None)
-            except RuntimeError:  # another thread changed the dict mid-read
-                continue
-        return None
+        return self.requests.oldest_started()
 
     def requests_older_than(self, seconds: float) -> int:
         """How many in-flight requests started more than ``seconds`` ago."""
-        since = time.monotonic() - seconds
-        for _ in range(100):
-            try:
-                return sum(1 for started in self._active.values() if started < since)
-            except RuntimeError:  # another thread changed the dict mid-read
-                continue
-        return 0
+        return self.requests.older_than(seconds)
 
     def process_loads(self) -> list[ProcessLoad]:
         """The in-flight requests of every process of this server, this one first.
@@ -158,13 +204,10 @@ class Lifecycle:
         (the gunicorn hooks do, through memory shared by the workers).
         """
         own = ProcessLoad(os.getpid(), self.in_flight, self.oldest_request_age)
-        if self._loads_of_all_processes is None:
+        siblings = self.server.loads_of_all_processes
+        if siblings is None:
             return [own]
-        return [own, *(load for load in self._loads_of_all_processes() if load.pid != own.pid)]
-
-    def share_loads(self, loads_of_all_processes: Callable[[], list[ProcessLoad]]) -> None:
-        """Let :meth:`process_loads` include sibling processes (for server integrations)."""
-        self._loads_of_all_processes = loads_of_all_processes
+        return [own, *(load for load in siblings() if load.pid != own.pid)]
 
     @property
     def draining_for(self) -> float | None:
@@ -194,17 +237,12 @@ class Lifecycle:
 
     # -- requests ------------------------------------------------------------------------
 
-    # The hot path takes no lock: ``next()`` on ``itertools.count`` and setting or popping
-    # an int key of a dict are each atomic, and a lock costs more than all the rest here.
-
     def request_started(self) -> int:
         """Count a request in; pass the returned token to :meth:`request_finished`."""
-        token = next(self._tokens)
-        self._active[token] = time.monotonic()
-        return token
+        return self.requests.begin()
 
     def request_finished(self, token: int) -> None:
-        self._active.pop(token, None)
+        self.requests.end(token)
 
     # -- phase changes -------------------------------------------------------------------
 
@@ -223,14 +261,13 @@ class Lifecycle:
         """
         if not self._enter_draining(reason):
             return False
-        callbacks = list(self._on_draining)
         logger.warning(
             "zerodown: %s; draining: readiness now fails, still serving for %.1fs (%s)",
             reason,
             self.settings.shutdown_delay,
             self._numbers(),
         )
-        _call_each(callbacks, "on_draining")
+        self._on_draining.notify()
         return True
 
     def _enter_draining(self, reason: str) -> bool:
@@ -244,37 +281,23 @@ class Lifecycle:
         # The middleware's hot path is off before readiness fails: a request that starts
         # after a probe saw 503 closes its connection.
         if newly_leaving:
-            self._notify_leaving()
+            self.leaving.notify()
         with self._lock:
             self._phase = Phase.DRAINING
             self._draining_since = time.monotonic()
             self._shutdown_span = telemetry.start_shutdown(reason, self.in_flight)
         return True
 
-    def start_retiring(self, reason: str) -> bool:
-        """This process is being replaced while the service stays up (a worker recycled or
-        reloaded): close connections after each response, keep readiness as it is.
-
-        True only for the call that started it; draining implies retiring.
-        """
+    def _start_retiring(self, reason: str) -> bool:
         with self._lock:
             if self._leaving:
                 return False
             self._leaving = True
         logger.info("zerodown: %s; retiring: responses now close their connections", reason)
-        self._notify_leaving()
+        self.leaving.notify()
         return True
 
-    def _when_leaving(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once, when this process starts draining or retiring (for the
-        middleware, whose hot path caches the answer of :attr:`is_leaving`)."""
-        self._on_leaving.append(callback)
-
-    def _notify_leaving(self) -> None:
-        _call_each(list(self._on_leaving), "leaving")
-
-    def listener_closed(self) -> None:
-        """The lame-duck window is over: the server stops accepting and drains. Once."""
+    def _listener_closed_now(self) -> None:
         with self._lock:
             if self._listener_closed:
                 return
@@ -296,7 +319,7 @@ class Lifecycle:
         Usable as a decorator. It runs in the thread that noticed the signal (the event loop's
         thread under uvicorn) and must not block.
         """
-        self._on_draining.append(callback)
+        self._on_draining.subscribe(callback)
         return callback
 
     def on_shutdown(self, callback: _C, *, timeout: float | None = None) -> _C:
@@ -467,12 +490,3 @@ def get_lifecycle() -> Lifecycle:
         if _default_lifecycle is None:
             _default_lifecycle = Lifecycle()
         return _default_lifecycle
-
-
-def _call_each(callbacks: list[DrainingCallback], kind: str) -> None:
-    """Call each callback; log, never raise, what one raises: the next ones still run."""
-    for callback in callbacks:
-        try:
-            callback()
-        except Exception:
-            logger.exception("zerodown: %s callback %r failed", kind, callback)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import hmac
+import ipaddress
 import json
 import os
 from collections.abc import Collection, Mapping
@@ -11,21 +13,36 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
+from ._errors import ConfigurationError
 from ._health.model import LIVENESS, READINESS, STARTUP, Check, CheckResult, Report
 from ._health.registry import Health
-from ._lifecycle import Lifecycle, Phase
+from ._lifecycle import Lifecycle
+from ._phase import Phase
 from ._redact import redact
 
 
-class Probe(enum.Enum):
-    LIVENESS = "livez"
-    READINESS = "readyz"
-    STARTUP = "startupz"
+class Endpoint(enum.Enum):
+    """The endpoints the middleware answers itself (their paths are :class:`ProbePaths`')."""
+
+    LIVEZ = "livez"
+    READYZ = "readyz"
+    STARTUPZ = "startupz"
     PRESTOP = "prestop"
 
 
-#: The check group each probe runs.
-_GROUPS = {Probe.LIVENESS: LIVENESS, Probe.READINESS: READINESS, Probe.STARTUP: STARTUP}
+#: The check group each probe endpoint runs.
+_GROUPS = {Endpoint.LIVEZ: LIVENESS, Endpoint.READYZ: READINESS, Endpoint.STARTUPZ: STARTUP}
+#: Where ProbeAccess's fields come from when not given.
+_ACCESS_VARIABLES = {
+    "version": "ZERODOWN_VERSION",
+    "release_id": "ZERODOWN_RELEASE",
+    "service_id": "ZERODOWN_SERVICE_ID",
+    "token": "ZERODOWN_HEALTH_TOKEN",
+}
+
+
+def _from_environment(field_name: str) -> str | None:
+    return os.environ.get(_ACCESS_VARIABLES[field_name]) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +66,81 @@ class ProbePaths:
         paths = (self.liveness, self.readiness, self.startup, self.prestop)
         served = [path for path in paths if path]
         if len(set(served)) != len(served):
-            raise ValueError(f"probe paths must differ from each other, got {self!r}")
+            raise ConfigurationError(f"probe paths must differ from each other, got {self!r}")
         if any(not path.startswith("/") for path in served):
-            raise ValueError(f"probe paths must start with '/', got {self!r}")
+            raise ConfigurationError(f"probe paths must start with '/', got {self!r}")
 
-    def table(self) -> dict[str, Probe]:
+    def table(self) -> dict[str, Endpoint]:
         pairs = (
-            (self.liveness, Probe.LIVENESS),
-            (self.readiness, Probe.READINESS),
-            (self.startup, Probe.STARTUP),
-            (self.prestop, Probe.PRESTOP),
+            (self.liveness, Endpoint.LIVEZ),
+            (self.readiness, Endpoint.READYZ),
+            (self.startup, Endpoint.STARTUPZ),
+            (self.prestop, Endpoint.PRESTOP),
         )
         return {path: probe for path, probe in pairs if path is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAccess:
+    """What the probes say this instance is, and who may see the checks' details.
+
+    ``version``, ``release_id`` and ``service_id`` appear in every probe body. Details of
+    the checks (outputs, observed values) go only to a request with
+    ``Authorization: Bearer <token>`` (the scheme in any case, as RFC 9110 has it), or to
+    loopback clients when ``details_for_loopback`` is set. A field not given comes from
+    ``ZERODOWN_VERSION``, ``ZERODOWN_RELEASE``, ``ZERODOWN_SERVICE_ID`` and
+    ``ZERODOWN_HEALTH_TOKEN``.
+    """
+
+    version: str | None = field(default_factory=lambda: _from_environment("version"))
+    release_id: str | None = field(default_factory=lambda: _from_environment("release_id"))
+    service_id: str | None = field(default_factory=lambda: _from_environment("service_id"))
+    token: str | None = field(default_factory=lambda: _from_environment("token"), repr=False)
+    details_for_loopback: bool = False
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        environ: Mapping[str, str] | None = None,
+        details_for_loopback: bool = False,
+        **given: str,
+    ) -> ProbeAccess:
+        """The given fields, the others from ``environ`` (default: the process's)."""
+        env = os.environ if environ is None else environ
+        values = {
+            name: given.get(name) or env.get(variable) or None
+            for name, variable in _ACCESS_VARIABLES.items()
+        }
+        return cls(**values, details_for_loopback=details_for_loopback)
+
+    def authorizes(self, authorization: bytes | None, client_host: str | None) -> bool:
+        """Whether a request may see the checks' details."""
+        if self.token and authorization is not None:
+            scheme, _, credentials = authorization.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and hmac.compare_digest(
+                credentials.strip(), self.token.encode()
+            ):
+                return True
+        return self.details_for_loopback and _is_loopback(client_host)
+
+    def identity(self) -> dict[str, object]:
+        """The fields every probe body carries."""
+        pairs = (
+            ("version", self.version),
+            ("releaseId", self.release_id),
+            ("serviceId", self.service_id),
+        )
+        return {key: value for key, value in pairs if value is not None}
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ProbeRoutes:
@@ -76,9 +156,9 @@ class ProbeRoutes:
         self._health = health
         #: path -> (the probe, the check it names or None); only ever added to, in place,
         #: so a reader holding it (the middleware's hot path) never sees a probe vanish.
-        self.table: dict[str, tuple[Probe, str | None]] = {}
+        self.table: dict[str, tuple[Endpoint, str | None]] = {}
         self._add_new()
-        health._when_added(self._add_new)
+        health.added.subscribe(self._add_new)
 
     def _add_new(self) -> None:
         for base, probe in self._paths.table().items():
@@ -88,6 +168,30 @@ class ProbeRoutes:
                 continue
             for check in self._health.select(group) or ():
                 self.table.setdefault(f"{base}/{check.name}", (probe, check.name))
+
+
+class Probes:
+    """The probe endpoints of one middleware: their routes, who sees their details, and
+    their answers. The ASGI and WSGI middleware only do the I/O."""
+
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        health: Health,
+        paths: ProbePaths | None,
+        access: ProbeAccess | None,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.health = health
+        self.access = access or health.probe_access or ProbeAccess()
+        #: path -> (the endpoint, the check it names or None), for the hot path's lookup.
+        self.routes = ProbeRoutes(paths or ProbePaths(), health).table
+
+    def checks_for(self, request: ProbeRequest) -> list[Check] | None:
+        return checks_for(request, self.lifecycle, self.health)
+
+    def answer(self, request: ProbeRequest, report: Report | None) -> ProbeAnswer:
+        return answer_probe(request, self.lifecycle, self.health, self.access, report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +209,7 @@ class ProbeAnswer:
 class ProbeRequest:
     """One probe request, as the ASGI and WSGI middleware both see it."""
 
-    probe: Probe
+    probe: Endpoint
     method: str
     check_name: str | None = None
     query_string: str = ""
@@ -141,19 +245,23 @@ def checks_for(request: ProbeRequest, lifecycle: Lifecycle, health: Health) -> l
     if request.check_name is not None:
         return health.select((group,), only=request.check_name)
     exclude = _query_values(request.query_string, "exclude")
-    if request.probe is Probe.LIVENESS:
+    if request.probe is Endpoint.LIVEZ:
         return health.select((LIVENESS,), exclude=exclude)
     phase = lifecycle.phase
-    if phase is Phase.STARTING or (request.probe is Probe.READINESS and phase is not Phase.READY):
+    if phase is Phase.STARTING or (request.probe is Endpoint.READYZ and phase is not Phase.READY):
         return []
     groups = set() if health.startup_passed else {STARTUP}
-    if request.probe is Probe.READINESS:
+    if request.probe is Endpoint.READYZ:
         groups.add(READINESS)
     return health.select(groups, exclude=exclude)
 
 
 def answer_probe(
-    request: ProbeRequest, lifecycle: Lifecycle, health: Health, report: Report | None
+    request: ProbeRequest,
+    lifecycle: Lifecycle,
+    health: Health,
+    access: ProbeAccess,
+    report: Report | None,
 ) -> ProbeAnswer:
     """The response to a probe request, given the report of :func:`checks_for`'s checks.
 
@@ -173,20 +281,20 @@ def answer_probe(
         return _answer(HTTPStatus.NOT_FOUND, body, lifecycle, method)
     phase = lifecycle.phase
     if request.check_name is None:
-        if request.probe in (Probe.READINESS, Probe.STARTUP) and phase is not Phase.STARTING:
+        if request.probe in (Endpoint.READYZ, Endpoint.STARTUPZ) and phase is not Phase.STARTING:
             health.note_startup(report)
         passing = _passes(request.probe, phase, health) and report.status != "fail"
     else:
         passing = report.status != "fail"
     body = {"status": report.status if passing else "fail"}
-    body.update(_identity(health))
+    body.update(access.identity())
     if request.check_name is None:
         body["phase"] = phase.value
     verbose = bool(_query_values(request.query_string, "verbose") - {"0", "false", "no"})
     loads = lifecycle.process_loads() if verbose or phase is Phase.DRAINING else []
     if request.check_name is None and loads:
         body["inFlight"] = sum(load.in_flight for load in loads)
-    if health.authorizes(request.authorization, request.client_host):
+    if access.authorizes(request.authorization, request.client_host):
         if report.results and (verbose or report.status != "pass"):
             body["checks"] = {check.name: [_check_body(check, r)] for check, r in report.results}
         if verbose and request.check_name is None:
@@ -215,22 +323,13 @@ def _query_values(query_string: str, name: str) -> set[str]:
     }
 
 
-def _passes(probe: Probe, phase: Phase, health: Health) -> bool:
-    if probe is Probe.LIVENESS or probe is Probe.PRESTOP:
+def _passes(probe: Endpoint, phase: Phase, health: Health) -> bool:
+    if probe is Endpoint.LIVEZ or probe is Endpoint.PRESTOP:
         # A draining process is healthy: failing liveness would get it killed mid-drain.
         return True
-    if probe is Probe.READINESS:
+    if probe is Endpoint.READYZ:
         return phase is Phase.READY and health.startup_passed
     return phase is not Phase.STARTING and health.startup_passed
-
-
-def _identity(health: Health) -> dict[str, object]:
-    pairs = (
-        ("version", health.version),
-        ("releaseId", health.release_id),
-        ("serviceId", health.service_id),
-    )
-    return {key: value for key, value in pairs if value is not None}
 
 
 def _check_body(check: Check, result: CheckResult) -> dict[str, object]:

@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from ._errors import ConfigurationError
 
@@ -19,6 +20,16 @@ BUDGET_MARGIN = 2.0
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsOverrides(TypedDict, total=False):
+    """Settings given in code, each winning over its ``ZERODOWN_*`` variable."""
+
+    shutdown_delay: float | None
+    drain_timeout: float | None
+    callback_timeout: float | None
+    grace_period: float | None
+    disabled: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,33 +49,26 @@ class Settings:
 
     @classmethod
     def load(
-        cls,
-        *,
-        shutdown_delay: float | None = None,
-        drain_timeout: float | None = None,
-        callback_timeout: float | None = None,
-        grace_period: float | None = None,
-        disabled: bool | None = None,
-        environ: Mapping[str, str] | None = None,
+        cls, *, environ: Mapping[str, str] | None = None, **given: Unpack[SettingsOverrides]
     ) -> Settings:
         env = os.environ if environ is None else environ
         env_disabled = _read_bool(env, "ZERODOWN_DISABLED")
-        delay = read_seconds(shutdown_delay, env, "ZERODOWN_SHUTDOWN_DELAY")
-        drain = read_seconds(drain_timeout, env, "ZERODOWN_DRAIN_TIMEOUT")
-        callback = read_seconds(callback_timeout, env, "ZERODOWN_CALLBACK_TIMEOUT")
+        delay = read_seconds(given.get("shutdown_delay"), env, "ZERODOWN_SHUTDOWN_DELAY")
+        drain = read_seconds(given.get("drain_timeout"), env, "ZERODOWN_DRAIN_TIMEOUT")
+        callback = read_seconds(given.get("callback_timeout"), env, "ZERODOWN_CALLBACK_TIMEOUT")
         return cls(
             shutdown_delay=DEFAULT_SHUTDOWN_DELAY if delay is None else delay,
             drain_timeout=DEFAULT_DRAIN_TIMEOUT if drain is None else drain,
             callback_timeout=DEFAULT_CALLBACK_TIMEOUT if callback is None else callback,
-            grace_period=read_seconds(grace_period, env, "ZERODOWN_GRACE_PERIOD"),
-            disabled=bool(env_disabled) or bool(disabled),
+            grace_period=read_seconds(given.get("grace_period"), env, "ZERODOWN_GRACE_PERIOD"),
+            disabled=bool(env_disabled) or bool(given.get("disabled")),
         )
 
 
 def read_seconds(argument: float | None, env: Mapping[str, str], name: str) -> float | None:
     """The argument if given, else the variable ``name``, else None."""
     if argument is not None:
-        return _check_seconds(argument, f"the argument for {name}")
+        return require_seconds(argument, f"the argument for {name}")
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return None
@@ -74,12 +78,22 @@ def read_seconds(argument: float | None, env: Mapping[str, str], name: str) -> f
         raise ConfigurationError(
             f"{name}={raw!r} is not a number of seconds; set it to a number such as 5 or 2.5"
         ) from None
-    return _check_seconds(value, f"{name}={raw!r}")
+    return require_seconds(value, f"{name}={raw!r}")
 
 
-def _check_seconds(value: float, where: str) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise ConfigurationError(f"{where} must be a finite number of seconds >= 0, got {value!r}")
+def require_seconds(value: object, where: str, *, positive: bool = False) -> float:
+    """``value`` as seconds, or :class:`ConfigurationError` naming ``where`` it came from."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (positive and value == 0)
+    ):
+        bound = "> 0" if positive else ">= 0"
+        raise ConfigurationError(
+            f"{where} must be a finite number of seconds {bound}, got {value!r}"
+        )
     return float(value)
 
 

@@ -82,7 +82,7 @@ class ServerSignalRelay:
             self._timer = None
         if not self._handed_over:
             self._handed_over = True
-            self._lifecycle.listener_closed()
+            self._lifecycle.server.listener_closed()
         handler = self._server_handlers[signum]
         handler(signum, None)
 

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._phase import Phase
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ DRAIN_DURATION = "zerodown.drain.duration"
 CHECK_DURATION = "zerodown.health.check.duration"
 STORE_ERRORS = "zerodown.session.store.errors"
 UNREADABLE_SESSIONS = "zerodown.session.unreadable"
-PHASES = ("starting", "ready", "draining", "stopped")
 
 
 class ShutdownSpan:
@@ -152,8 +152,8 @@ class Telemetry:
         from opentelemetry.metrics import Observation
 
         phases = [str(lifecycle.phase) for lifecycle in list(self._lifecycles)]
-        for phase in PHASES:
-            yield Observation(phases.count(phase), {"zerodown.phase": phase})
+        for phase in Phase:
+            yield Observation(phases.count(phase), {"zerodown.phase": phase.value})
 
     def _observe_record_reads(self, options: CallbackOptions) -> Iterable[Observation]:
         from opentelemetry.metrics import Observation

@@ -14,15 +14,7 @@ from typing import TYPE_CHECKING
 from ._health.checks import stuck_threads
 from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import (
-    Probe,
-    ProbePaths,
-    ProbeRequest,
-    ProbeRoutes,
-    answer_probe,
-    checks_for,
-    prestop_wait,
-)
+from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -33,7 +25,8 @@ class WSGIMiddleware:
 
     The app counts as started once it is wrapped: WSGI servers load the app before they
     serve it. Checks come from ``health`` (the process's registry by default), to which
-    this adds a stuck-worker-threads liveness check. Thread-safe.
+    this adds a stuck-worker-threads liveness check; ``probe_access`` says what the probes
+    show and to whom. Thread-safe.
     """
 
     def __init__(
@@ -43,24 +36,25 @@ class WSGIMiddleware:
         lifecycle: Lifecycle | None = None,
         health: Health | None = None,
         probe_paths: ProbePaths | None = None,
+        probe_access: ProbeAccess | None = None,
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle or get_lifecycle()
         self.health = health or get_health()
         self.health.add_process_check(stuck_threads(lifecycle=self.lifecycle))
         self.health.start()
-        self._probes = ProbeRoutes(probe_paths or ProbePaths(), self.health).table
+        self._probes = Probes(self.lifecycle, self.health, probe_paths, probe_access)
         self.lifecycle.mark_ready()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         lifecycle = self.lifecycle
         if lifecycle.settings.disabled:
             return self.app(environ, start_response)
-        route = self._probes.get(environ.get("PATH_INFO", ""))
+        route = self._probes.routes.get(environ.get("PATH_INFO", ""))
         if route is not None:
             probe, check_name = route
             method = environ.get("REQUEST_METHOD", "GET")
-            if probe is Probe.PRESTOP:
+            if probe is Endpoint.PRESTOP:
                 # Blocks this worker thread: a preStop call is one request per shutdown.
                 time.sleep(prestop_wait(method, lifecycle))
             authorization = environ.get("HTTP_AUTHORIZATION")
@@ -72,9 +66,9 @@ class WSGIMiddleware:
                 None if authorization is None else authorization.encode("latin-1"),
                 environ.get("REMOTE_ADDR"),
             )
-            checks = checks_for(request, lifecycle, self.health)
+            checks = self._probes.checks_for(request)
             report = None if checks is None else self.health.run_sync(checks)
-            answer = answer_probe(request, lifecycle, self.health, report)
+            answer = self._probes.answer(request, report)
             start_response(
                 answer.status_line,
                 [

@@ -13,6 +13,12 @@ payload = records.encode(Cart(items=["book"]))
 cart = records.decode(payload, Cart)
 """
 
-from ._records.codec import DEFAULT_MAX_SIZE, Record, RecordType, Registry, UnreadableRecord
+from ._deprecated import moved
+from ._errors import UnreadableRecord
+from ._records.codec import DEFAULT_MAX_PAYLOAD_SIZE, Record, RecordType, Registry
 
-__all__ = ["DEFAULT_MAX_SIZE", "Record", "RecordType", "Registry", "UnreadableRecord"]
+__all__ = ["DEFAULT_MAX_PAYLOAD_SIZE", "Record", "RecordType", "Registry", "UnreadableRecord"]
+
+__getattr__ = moved(
+    __name__, {"DEFAULT_MAX_SIZE": ("DEFAULT_MAX_PAYLOAD_SIZE", DEFAULT_MAX_PAYLOAD_SIZE)}
+)

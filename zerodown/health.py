@@ -5,7 +5,6 @@
 """
 
 from ._health.checks import (
-    CheckOptions,
     disk_space,
     event_loop_lag,
     http,
@@ -20,6 +19,7 @@ from ._health.model import (
     STARTUP,
     Check,
     CheckFunction,
+    CheckOptions,
     CheckResult,
     Report,
     Status,

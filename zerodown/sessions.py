@@ -5,25 +5,35 @@ WSGI:                       app = WSGISessionMiddleware(app, store=RedisStore(re
 Flask:                      init_flask(app, store=RedisStore(redis_url))
 
 The signing secrets come from ``ZERODOWN_SESSION_SECRETS`` (comma-separated; the first
-signs, all verify) unless given. See ``docs/sessions.md``.
+signs, all verify) unless given. A store of your own implements :class:`SessionStore`,
+carrying out the :data:`SavePlan` a save makes. See ``docs/sessions.md``.
 """
 
+from ._deprecated import moved
+from ._errors import SessionError, SessionTooLarge, StoreUnavailable
 from ._sessions.asgi import SessionMiddleware
-from ._sessions.policy import DEFAULT_MAX_AGE, OutagePolicy, SavePlan, SessionConfig
-from ._sessions.session import DEFAULT_MAX_SIZE, Session, SessionTooLarge, Signer
-from ._sessions.stores import MemoryStore, RedisStore, SessionStore, StoreUnavailable
+from ._sessions.contract import Delete, Move, NoWrite, Save, SaveOutcome, SavePlan, SessionStore
+from ._sessions.policy import DEFAULT_MAX_AGE, OutagePolicy, SessionConfig
+from ._sessions.session import DEFAULT_MAX_SESSION_SIZE, Session, Signer
+from ._sessions.stores import MemoryStore, RedisStore
 from ._sessions.wsgi import ENVIRON_KEY, WSGISessionMiddleware, init_flask
 
 __all__ = [
     "DEFAULT_MAX_AGE",
-    "DEFAULT_MAX_SIZE",
+    "DEFAULT_MAX_SESSION_SIZE",
     "ENVIRON_KEY",
+    "Delete",
     "MemoryStore",
+    "Move",
+    "NoWrite",
     "OutagePolicy",
     "RedisStore",
+    "Save",
+    "SaveOutcome",
     "SavePlan",
     "Session",
     "SessionConfig",
+    "SessionError",
     "SessionMiddleware",
     "SessionStore",
     "SessionTooLarge",
@@ -32,3 +42,7 @@ __all__ = [
     "WSGISessionMiddleware",
     "init_flask",
 ]
+
+__getattr__ = moved(
+    __name__, {"DEFAULT_MAX_SIZE": ("DEFAULT_MAX_SESSION_SIZE", DEFAULT_MAX_SESSION_SIZE)}
+)

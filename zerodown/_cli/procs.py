@@ -9,11 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+
+from .._polling import poll
 
 LOOPBACK = "127.0.0.1"
 
@@ -148,20 +149,6 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
     return http_get(url, timeout)[0]
 
 
-def wait_for_port(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
-    """Wait until ``process`` listens on ``port`` (loopback); fail early when it exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise RuntimeError(f"{process.name} exited early:\n{process.log_text()[-4000:]}")
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{process.name} did not listen on {port} in {timeout}s")
-
-
 def _is_ok(status: int | None) -> bool:
     return status == 200
 
@@ -175,18 +162,22 @@ def wait_for_http(
 ) -> None:
     """Poll ``url`` until ``ready(status)`` (a 200 by default); fail early when ``process``
     exits. ``ready`` may raise to give up at once on an answer that will not change."""
-    deadline = time.monotonic() + timeout
     last: int | None = None
-    while time.monotonic() < deadline:
+
+    def answered() -> bool:
+        nonlocal last
         last = http_status(url)
         if ready(last):
-            return
+            return True
         if process is not None and process.returncode is not None:
             raise RuntimeError(
                 f"{process.name} exited with status {process.returncode} before {url} answered; "
                 f"its log:\n{process.log_text()[-4000:]}"
             )
-        time.sleep(0.05)
+        return False
+
+    if poll(answered, timeout=timeout, interval=0.05):
+        return
     detail = f"; its log:\n{process.log_text()[-4000:]}" if process is not None else ""
     raise TimeoutError(f"{url} did not turn ready within {timeout}s (last: {last}){detail}")
 

@@ -2,7 +2,7 @@
 process itself (event-loop lag, stuck worker threads).
 
 Each factory returns a :class:`Check`; extra keyword arguments (``timeout``, ``critical``,
-``probes``, ``cache_ttl``, ...) go to it. Client libraries are imported when a check is
+``groups``, ``cache_ttl``, ...) go to it. Client libraries are imported when a check is
 made or run, never when zerodown is imported.
 """
 
@@ -14,25 +14,12 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Collection, Iterable
-from typing import Any, TypedDict, Unpack
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError
 from .._lifecycle import Lifecycle, get_lifecycle
-from .model import DEFAULT_CHECK_TIMEOUT, LIVENESS, STARTUP, Check
-
-
-class CheckOptions(TypedDict, total=False):
-    """What every built-in check passes on to :class:`Check`."""
-
-    timeout: float
-    critical: bool
-    probes: Collection[str]
-    cache_ttl: float
-    interval: float | None
-    failure_threshold: int
-    success_threshold: int
-    max_backoff: float
+from .model import DEFAULT_CHECK_TIMEOUT, LIVENESS, STARTUP, Check, CheckOptions
 
 
 def _milliseconds(started: float) -> float:
@@ -103,7 +90,8 @@ def postgres(
         return {"observedValue": _milliseconds(started), "observedUnit": "ms", **usage}
 
     secrets = (target,) if isinstance(target, str) else ()
-    return Check(name, check, component_type="datastore", secrets=secrets, **options)
+    options.setdefault("component_type", "datastore")
+    return Check(name, check, secrets=secrets, **options)
 
 
 def migrations_applied(
@@ -145,9 +133,10 @@ def migrations_applied(
             }
         return {"observedValue": observed}
 
-    options.setdefault("probes", (STARTUP,))
+    options.setdefault("groups", (STARTUP,))
     secrets = (target,) if isinstance(target, str) else ()
-    return Check(name, check, component_type="datastore", secrets=secrets, **options)
+    options.setdefault("component_type", "datastore")
+    return Check(name, check, secrets=secrets, **options)
 
 
 def redis(client: Any, *, name: str = "redis", **options: Unpack[CheckOptions]) -> Check:
@@ -169,6 +158,7 @@ def redis(client: Any, *, name: str = "redis", **options: Unpack[CheckOptions]) 
         client = redis_py.Redis.from_url(
             client, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
         )
+    options.setdefault("component_type", "datastore")
     if isinstance(client, redis_asyncio.Redis):
         asyncio_client = client
 
@@ -177,7 +167,7 @@ def redis(client: Any, *, name: str = "redis", **options: Unpack[CheckOptions]) 
             await asyncio_client.ping()
             return {"observedValue": _milliseconds(started), "observedUnit": "ms"}
 
-        return Check(name, ping_async, component_type="datastore", secrets=secrets, **options)
+        return Check(name, ping_async, secrets=secrets, **options)
     sync_client = client
 
     def ping() -> dict[str, object]:
@@ -185,7 +175,7 @@ def redis(client: Any, *, name: str = "redis", **options: Unpack[CheckOptions]) 
         sync_client.ping()
         return {"observedValue": _milliseconds(started), "observedUnit": "ms"}
 
-    return Check(name, ping, component_type="datastore", secrets=secrets, **options)
+    return Check(name, ping, secrets=secrets, **options)
 
 
 def disk_space(
@@ -221,7 +211,8 @@ def disk_space(
             result.update(status="fail", output="; ".join(short))
         return result
 
-    return Check(name, check, component_type="system", **options)
+    options.setdefault("component_type", "system")
+    return Check(name, check, **options)
 
 
 def http(
@@ -270,7 +261,8 @@ def http(
         return result
 
     secrets = tuple(value for value in (headers or {}).values())
-    return Check(name, check, component_type="http", secrets=(url, *secrets), **options)
+    options.setdefault("component_type", "http")
+    return Check(name, check, secrets=(url, *secrets), **options)
 
 
 def _deadline(options: CheckOptions) -> float:
@@ -290,7 +282,7 @@ def _socket_timeout(options: CheckOptions) -> float:
 
 def _process_check_defaults(options: CheckOptions) -> None:
     # Nothing remote to protect: read afresh on every probe, no backoff.
-    options.setdefault("probes", (LIVENESS,))
+    options.setdefault("groups", (LIVENESS,))
     options.setdefault("cache_ttl", 0.0)
     options.setdefault("max_backoff", 0.0)
 
@@ -353,7 +345,8 @@ def event_loop_lag(
         return result
 
     _process_check_defaults(options)
-    return Check(name, check, component_type="system", **options)
+    options.setdefault("component_type", "system")
+    return Check(name, check, **options)
 
 
 def stuck_threads(
@@ -374,7 +367,7 @@ def stuck_threads(
 
     def check() -> dict[str, object]:
         owner = lifecycle or get_lifecycle()
-        count = threads or owner.worker_threads or 1
+        count = threads or owner.server.worker_threads or 1
         stuck = owner.requests_older_than(limit)
         result: dict[str, object] = {
             "observedValue": stuck,
@@ -390,4 +383,5 @@ def stuck_threads(
         return result
 
     _process_check_defaults(options)
-    return Check(name, check, component_type="system", **options)
+    options.setdefault("component_type", "system")
+    return Check(name, check, **options)

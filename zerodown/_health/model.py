@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-import math
 import re
+import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Literal, TypedDict, cast
 
 from .._errors import ConfigurationError
+from .._settings import require_seconds
 
 Status = Literal["pass", "warn", "fail"]
 #: A check: returns None, a bool or a dict (IETF fields), or raises; sync or ``async def``.
@@ -43,12 +44,31 @@ class CheckResult:
         return self.status != "fail"
 
 
+class CheckOptions(TypedDict, total=False):
+    """The options of a :class:`Check` besides its name and function, for the functions
+    that pass them on (the built-in checks, :meth:`Health.check`). Their defaults are
+    :class:`Check`'s."""
+
+    timeout: float
+    critical: bool
+    groups: Collection[str]
+    component_type: str
+    cache_ttl: float
+    interval: float | None
+    failure_threshold: int
+    success_threshold: int
+    max_backoff: float
+    #: Deprecated name of ``groups``.
+    probes: Collection[str] | None
+
+
 @dataclass(frozen=True)
 class Check:
     """A named dependency or process condition, and how often and how long to ask it.
 
-    ``probes`` are the groups the check belongs to: ``"readiness"`` (the default),
-    ``"liveness"``, ``"startup"`` or names of your own. A check that is not ``critical``
+    ``groups`` are the groups the check belongs to: ``"readiness"`` (the default),
+    ``"liveness"``, ``"startup"`` or names of your own (``probes`` is its deprecated
+    name). A check that is not ``critical``
     makes the status ``warn`` instead of ``fail`` and never fails a probe.
     ``failure_threshold`` / ``success_threshold`` damp flapping as Kubernetes' probe fields
     do: the reported status changes only after that many runs in a row say so.
@@ -62,7 +82,7 @@ class Check:
     function: CheckFunction
     timeout: float = DEFAULT_CHECK_TIMEOUT
     critical: bool = True
-    probes: Collection[str] = (READINESS,)
+    groups: Collection[str] = (READINESS,)
     component_type: str = "component"
     cache_ttl: float = 1.0
     interval: float | None = None
@@ -70,6 +90,8 @@ class Check:
     success_threshold: int = 1
     max_backoff: float = 5.0
     secrets: Collection[str] = ()
+    #: Deprecated name of ``groups``; reads as ``groups``.
+    probes: Collection[str] | None = field(default=None, repr=False, compare=False)
     is_async: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,45 +102,44 @@ class Check:
             )
         if not callable(self.function):
             raise ConfigurationError(f"check {self.name!r}: function must be callable")
-        probes = frozenset([self.probes] if isinstance(self.probes, str) else self.probes)
-        if not probes:
-            raise ConfigurationError(f"check {self.name!r} belongs to no probe; name at least one")
-        _require_seconds(self, "timeout", self.timeout, positive=True)
-        _require_seconds(self, "cache_ttl", self.cache_ttl)
-        _require_seconds(self, "max_backoff", self.max_backoff)
+        given = self.groups
+        if self.probes is not None:
+            warnings.warn(
+                "Check(probes=...) is deprecated; name the groups with groups=...",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            given = self.probes
+        groups = frozenset([given] if isinstance(given, str) else given)
+        if not groups:
+            raise ConfigurationError(f"check {self.name!r} belongs to no group; name at least one")
+        where = f"check {self.name!r}:"
+        require_seconds(self.timeout, f"{where} timeout", positive=True)
+        require_seconds(self.cache_ttl, f"{where} cache_ttl")
+        require_seconds(self.max_backoff, f"{where} max_backoff")
         if self.interval is not None:
-            _require_seconds(self, "interval", self.interval, positive=True)
+            require_seconds(self.interval, f"{where} interval", positive=True)
         for threshold in ("failure_threshold", "success_threshold"):
             value = getattr(self, threshold)
             if not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"check {self.name!r}: {threshold} must be an int >= 1")
-        object.__setattr__(self, "probes", probes)
+        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "probes", groups)
         object.__setattr__(self, "secrets", tuple(s for s in self.secrets if s))
         call = getattr(self.function, "__call__", None)  # noqa: B004 - async callable objects
         is_async = inspect.iscoroutinefunction(self.function) or inspect.iscoroutinefunction(call)
         object.__setattr__(self, "is_async", is_async)
 
     @property
-    def groups(self) -> frozenset[str]:
-        """``probes``, which ``__post_init__`` made a frozenset."""
-        return cast(frozenset[str], self.probes)
+    def group_set(self) -> frozenset[str]:
+        """``groups``, which ``__post_init__`` made a frozenset."""
+        return cast(frozenset[str], self.groups)
 
     def shown_status(self, result: CheckResult) -> Status:
         """The status as reported: a failing check that is not critical only warns."""
         if result.status == "fail" and not self.critical:
             return "warn"
         return result.status
-
-
-def _require_seconds(check: Check, name: str, value: float, *, positive: bool = False) -> None:
-    if (
-        not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-        or (positive and value == 0)
-    ):
-        bound = "> 0" if positive else ">= 0"
-        raise ConfigurationError(f"check {check.name!r}: {name} must be seconds {bound}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,63 +3,74 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar, Unpack
 
 from .._errors import ConfigurationError
-from .model import (
-    DEFAULT_CHECK_TIMEOUT,
-    LIVENESS,
-    READINESS,
-    STARTUP,
-    Check,
-    CheckFunction,
-    CheckResult,
-    Report,
-)
+from .._events import Subscribers
+from .model import LIVENESS, STARTUP, Check, CheckFunction, CheckOptions, CheckResult, Report
 from .runs import CheckState, Executor, Run
+
+if TYPE_CHECKING:
+    from .._probes import ProbeAccess
 
 logger = logging.getLogger("zerodown")
 _F = TypeVar("_F", bound=CheckFunction)
 
 
 class Health:
-    """The checks of a process, who may see their details, and what version this is.
+    """The checks of a process: registering them, selecting and running them for a probe.
 
-    ``version``, ``release_id`` and ``service_id`` appear in every probe body; they default
-    to ``ZERODOWN_VERSION``, ``ZERODOWN_RELEASE`` and ``ZERODOWN_SERVICE_ID``. Details of the
-    checks (outputs, observed values) are shown only to a request with
-    ``Authorization: Bearer <token>`` (``token`` or ``ZERODOWN_HEALTH_TOKEN``), or to
-    loopback clients when ``details_for_loopback`` is set. ``process_checks`` lets the
-    middleware add the default liveness check of its kind (event-loop lag for ASGI, stuck
-    worker threads for WSGI).
+    ``process_checks`` lets the middleware add the default liveness check of its kind
+    (event-loop lag for ASGI, stuck worker threads for WSGI).
+
+    ``version``, ``release_id``, ``service_id``, ``token`` and ``details_for_loopback`` are
+    deprecated here: they describe the probes, not the checks, and belong to
+    :class:`zerodown.ProbeAccess`. Given here, they still reach the middleware that uses
+    this registry.
     """
 
     def __init__(
         self,
         *,
+        process_checks: bool = True,
         version: str | None = None,
         release_id: str | None = None,
         service_id: str | None = None,
         token: str | None = None,
         details_for_loopback: bool = False,
-        process_checks: bool = True,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        env = os.environ if environ is None else environ
-        self.version = version or env.get("ZERODOWN_VERSION") or None
-        self.release_id = release_id or env.get("ZERODOWN_RELEASE") or None
-        self.service_id = service_id or env.get("ZERODOWN_SERVICE_ID") or None
-        secret = token or env.get("ZERODOWN_HEALTH_TOKEN") or ""
-        self._authorization = f"Bearer {secret}".encode() if secret else None
-        self.details_for_loopback = details_for_loopback
+        #: What probes show and to whom, when given the deprecated way (else None).
+        self.probe_access: ProbeAccess | None = None
+        given = {
+            "version": version,
+            "release_id": release_id,
+            "service_id": service_id,
+            "token": token,
+        }
+        if any(given.values()) or details_for_loopback or environ is not None:
+            warnings.warn(
+                "Health(version=, release_id=, service_id=, token=, details_for_loopback=) is "
+                "deprecated; pass zerodown.ProbeAccess(...) to the middleware as probe_access=",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            from .._probes import ProbeAccess  # the probes import this module
+
+            self.probe_access = ProbeAccess.load(
+                environ=environ,
+                details_for_loopback=details_for_loopback,
+                **{key: value for key, value in given.items() if value},
+            )
         self.process_checks = process_checks
+        #: Told after each check is registered (the probe routes follow).
+        self.added = Subscribers("check added")
         self._executor = Executor()
         self._states: dict[str, CheckState] = {}
         self._lock = threading.Lock()
@@ -68,7 +79,6 @@ class Health:
         self._refresher_wanted = False
         self._refreshed_checks = False
         self._refresher_wake = threading.Event()
-        self._on_added: list[Callable[[], None]] = []
 
     # -- registering ------------------------------------------------------------------------
 
@@ -82,7 +92,7 @@ class Health:
                 )
             self._states[check.name] = CheckState(check, self._executor)
             self._refreshed_checks |= check.interval is not None
-        if LIVENESS in check.probes and check.component_type != "system":
+        if LIVENESS in check.group_set and check.component_type != "system":
             logger.warning(
                 "zerodown: health check %r is a liveness check; if it depends on another "
                 "service, an outage of that service restarts every instance at once. "
@@ -92,13 +102,8 @@ class Health:
         if self._refresher_wanted:
             self._ensure_refresher()
             self._refresher_wake.set()
-        for callback in list(self._on_added):
-            callback()
+        self.added.notify()
         return check
-
-    def _when_added(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` after each check is registered (the probe routes follow)."""
-        self._on_added.append(callback)
 
     def add_process_check(self, check: Check) -> None:
         """Add a middleware's default liveness check unless turned off or named already."""
@@ -107,38 +112,12 @@ class Health:
                 return
         self.add(check)
 
-    def check(
-        self,
-        name: str | None = None,
-        *,
-        timeout: float = DEFAULT_CHECK_TIMEOUT,
-        critical: bool = True,
-        probes: Collection[str] = (READINESS,),
-        component_type: str = "component",
-        cache_ttl: float = 1.0,
-        interval: float | None = None,
-        failure_threshold: int = 1,
-        success_threshold: int = 1,
-        max_backoff: float = 5.0,
-    ) -> Callable[[_F], _F]:
-        """Decorator: register a function as a check (named after it unless ``name``)."""
+    def check(self, name: str | None = None, **options: Unpack[CheckOptions]) -> Callable[[_F], _F]:
+        """Decorator: register a function as a check (named after it unless ``name``), with
+        :class:`Check`'s options."""
 
         def register(function: _F) -> _F:
-            self.add(
-                Check(
-                    name or function.__name__,
-                    function,
-                    timeout=timeout,
-                    critical=critical,
-                    probes=probes,
-                    component_type=component_type,
-                    cache_ttl=cache_ttl,
-                    interval=interval,
-                    failure_threshold=failure_threshold,
-                    success_threshold=success_threshold,
-                    max_backoff=max_backoff,
-                )
-            )
+            self.add(Check(name or function.__name__, function, **options))
             return function
 
         return register
@@ -172,13 +151,13 @@ class Health:
             groups = {groups}
         if only is not None:
             state = self._states.get(only)
-            if state is None or state.check.groups.isdisjoint(groups):
+            if state is None or state.check.group_set.isdisjoint(groups):
                 return None
             return [state.check]
         return [
             state.check
             for state in self._states.values()
-            if not state.check.groups.isdisjoint(groups) and state.check.name not in exclude
+            if not state.check.group_set.isdisjoint(groups) and state.check.name not in exclude
         ]
 
     async def run(self, checks: Iterable[Check]) -> Report:
@@ -216,21 +195,9 @@ class Health:
         if all(
             check.shown_status(result) != "fail"
             for check, result in report.results
-            if STARTUP in check.probes
+            if STARTUP in check.group_set
         ):
             self._startup_passed = True
-
-    # -- who sees details -------------------------------------------------------------------
-
-    def authorizes(self, authorization: bytes | None, client_host: str | None) -> bool:
-        """Whether a request may see the checks' details."""
-        if (
-            self._authorization is not None
-            and authorization is not None
-            and hmac.compare_digest(authorization.strip(), self._authorization)
-        ):
-            return True
-        return self.details_for_loopback and _is_loopback(client_host)
 
     # -- background refresh -----------------------------------------------------------------
 
@@ -269,15 +236,6 @@ def _report(outcomes: list[tuple[Check, CheckResult | Run]]) -> Report:
         (check, outcome if isinstance(outcome, CheckResult) else outcome.result())
         for check, outcome in outcomes
     )
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 _default_health: Health | None = None

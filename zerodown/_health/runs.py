@@ -31,7 +31,9 @@ _FIRST_BACKOFF = 1.0
 
 
 def _timed_out(timeout: float) -> CheckResult:
-    return CheckResult("fail", f"timed out after {float(timeout)}s", finished_at=time.time())
+    return CheckResult(
+        "fail", f"timed out after {float(timeout)}s", finished_at=time.time(), duration=timeout
+    )
 
 
 class Run:
@@ -291,7 +293,7 @@ class CheckState:
         telemetry.check_ran(
             check.name,
             result.status,
-            check.timeout if result.duration is None else result.duration,
+            result.duration,
             redact(result.output, check.secrets),
         )
         if not passing and was is not False:

@@ -18,7 +18,7 @@ from typing import Any, Generic, Literal, TypeVar, Union
 
 import msgspec
 
-from .._errors import ZerodownError
+from .._errors import ConfigurationError, UnreadableRecord
 from .._telemetry import telemetry
 
 Format = Literal["json", "msgpack"]
@@ -26,7 +26,7 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 R = TypeVar("R", bound="Record")
 
 #: Payloads larger than this are refused before parsing (a session is a few KB).
-DEFAULT_MAX_SIZE = 1 << 20
+DEFAULT_MAX_PAYLOAD_SIZE = 1 << 20
 _KEPT = "_zerodown_kept"
 _OPAQUE = "_zerodown_opaque"
 _ENVELOPE = "_zerodown_envelope"
@@ -38,29 +38,6 @@ class Record(msgspec.Struct, dict=True, kw_only=True):
     The instance dictionary (``dict=True``) holds what a newer release wrote and this one
     does not know, so that it can be written back.
     """
-
-
-class UnreadableRecord(ZerodownError):
-    """This release cannot read the payload safely; the stored bytes were not touched."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        type_name: str,
-        written_version: int | None = None,
-        reader_version: int | None = None,
-    ) -> None:
-        self.reason = reason
-        self.type_name = type_name
-        self.written_version = written_version
-        self.reader_version = reader_version
-        versions = (
-            f" (written by version {written_version}, this release reads version {reader_version})"
-            if written_version is not None
-            else ""
-        )
-        super().__init__(f"cannot read a {type_name!r} record{versions}: {reason}")
 
 
 class _Envelope(msgspec.Struct):
@@ -106,7 +83,9 @@ class Registry:
     under a lock.
     """
 
-    def __init__(self, *, format: Format = "json", max_size: int = DEFAULT_MAX_SIZE) -> None:
+    def __init__(
+        self, *, format: Format = "json", max_size: int = DEFAULT_MAX_PAYLOAD_SIZE
+    ) -> None:
         self.format: Format = format
         self.max_size = max_size
         self._by_class: dict[type[Record], RecordType] = {}
@@ -116,7 +95,7 @@ class Registry:
         telemetry.watch_registry(self)
         modules = {"json": msgspec.json, "msgpack": msgspec.msgpack}
         if format not in modules:
-            raise ValueError(f"format must be 'json' or 'msgpack', got {format!r}")
+            raise ConfigurationError(f"format must be 'json' or 'msgpack', got {format!r}")
         self._module: Any = modules[format]
         self._encode: Callable[[Any], bytes] = self._module.Encoder().encode
         self._decode_any: Callable[[bytes], Any] = self._module.Decoder().decode
@@ -134,16 +113,16 @@ class Registry:
         (default: this version - 1, i.e. the previous release keeps working).
         """
         if version < 1:
-            raise ValueError(f"record versions start at 1, got {version} for {name!r}")
+            raise ConfigurationError(f"record versions start at 1, got {version} for {name!r}")
         lowest = max(1, version - 1) if min_reader is None else min_reader
         if not 1 <= lowest <= version:
-            raise ValueError(f"min_reader must be between 1 and {version}, got {lowest}")
+            raise ConfigurationError(f"min_reader must be between 1 and {version}, got {lowest}")
 
         def register(cls: type[R]) -> type[R]:
             if not issubclass(cls, Record):
-                raise TypeError(f"{cls.__name__} must subclass zerodown.codec.Record")
+                raise ConfigurationError(f"{cls.__name__} must subclass zerodown.codec.Record")
             if name in self._by_name:
-                raise ValueError(f"a record named {name!r} is already registered")
+                raise ConfigurationError(f"a record named {name!r} is already registered")
             record_type = RecordType(cls, name, version, lowest)
             self._by_class[cls] = record_type
             self._by_name[name] = record_type
@@ -186,7 +165,7 @@ class Registry:
                 if v not in record_type.downcasters
             ]
             if missing or not 1 <= version <= record_type.version:
-                raise ValueError(
+                raise ConfigurationError(
                     f"cannot write {name!r} as version {version}: register downcasters from "
                     f"versions {missing or '?'} (registry.downcaster({name!r}, from_version=N))"
                 )

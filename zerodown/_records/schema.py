@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
+from .._errors import ConfigurationError
 from .codec import Registry
 
 Schema = dict[str, Any]
@@ -100,9 +101,11 @@ def read_lock(path: Path) -> dict[str, Any]:
     try:
         lock = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not a zerodown schema lock file: {error}") from None
+        raise ConfigurationError(f"{path} is not a zerodown schema lock file: {error}") from None
     if lock.get("format") != LOCK_FORMAT:
-        raise ValueError(f"{path} has lock format {lock.get('format')!r}; expected {LOCK_FORMAT}")
+        raise ConfigurationError(
+            f"{path} has lock format {lock.get('format')!r}; expected {LOCK_FORMAT}"
+        )
     return dict(lock)
 
 
@@ -121,7 +124,7 @@ def lock_schemas(registry: Registry, path: Path, *, force: bool = False) -> list
         if locked == schema:
             continue
         if locked is not None and not force:
-            raise ValueError(
+            raise ConfigurationError(
                 f"{record_type.name!r} version {key} is locked with another shape; bump the "
                 "version (and add an upcaster if needed) or pass --force if it never shipped"
             )

@@ -1,7 +1,7 @@
 """gunicorn hooks: the master's lame-duck window, and what every worker learns from it.
 
 gunicorn's master closes its listeners before anything else on TERM and offers no hook
-before that (reference: server-mechanics §1.4). The hooks here replace the master's TERM
+before that (docs/gunicorn.md, "What happens at TERM"). The hooks here replace the master's TERM
 handling instead, which relies on arbiter internals: they are checked against the gunicorn
 versions this release was verified with, and refused otherwise.
 
@@ -22,7 +22,10 @@ import threading
 import time
 from typing import Any
 
-from .._lifecycle import Lifecycle, Phase, ProcessLoad, get_lifecycle
+from .._errors import ConfigurationError
+from .._lifecycle import Lifecycle, ProcessLoad, get_lifecycle
+from .._phase import Phase
+from .._polling import poll
 from .._settings import read_seconds
 
 logger = logging.getLogger("zerodown")
@@ -226,24 +229,28 @@ class PatientReload:
     def _wait_for_new_workers(self, ages_before: int) -> None:
         server = self._server
         spawned = server.worker_age - ages_before
-        deadline = time.monotonic() + max(float(server.cfg.timeout), 1.0)
-        while True:
+
+        def settled() -> tuple[int, str] | None:
             new = [w.pid for w in server.WORKERS.values() if w.age > ages_before]
             if len(new) < spawned:
-                logger.warning("zerodown: a new worker exited while starting; reloading as is")
-                return
+                return logging.WARNING, "a new worker exited while starting; reloading as is"
             if set(new) <= self._state.serving_pids():
-                logger.info("zerodown: the new workers serve; stopping the old ones")
-                return
-            if time.monotonic() > deadline:
-                logger.warning(
-                    "zerodown: the new workers did not start within timeout (%ss); "
-                    "stopping the old ones anyway",
-                    server.cfg.timeout,
-                )
-                return
+                return logging.INFO, "the new workers serve; stopping the old ones"
             server.reap_workers()
-            time.sleep(WATCH_INTERVAL)
+            return None
+
+        outcome = poll(
+            settled, timeout=max(float(server.cfg.timeout), 1.0), interval=WATCH_INTERVAL
+        )
+        if outcome is None:
+            logger.warning(
+                "zerodown: the new workers did not start within timeout (%ss); "
+                "stopping the old ones anyway",
+                server.cfg.timeout,
+            )
+        else:
+            level, message = outcome
+            logger.log(level, "zerodown: %s", message)
 
 
 def require_verified_gunicorn(version_info: tuple[int, ...], server: Any) -> None:
@@ -268,7 +275,7 @@ def require_verified_gunicorn(version_info: tuple[int, ...], server: Any) -> Non
     verified = ", ".join(f"{major}.{minor}.x" for major, minor in VERIFIED_GUNICORN)
     found = ".".join(str(part) for part in version_info)
     detail = f" (its arbiter lacks {', '.join(missing)})" if missing else ""
-    raise RuntimeError(
+    raise ConfigurationError(
         f"zerodown's gunicorn hooks replace gunicorn's TERM handling, which relies on arbiter "
         f"internals verified with gunicorn {verified}; this is gunicorn {found}{detail}. "
         f"Install a verified gunicorn (pip install 'gunicorn>=27.0,<27.1'), upgrade zerodown, "
@@ -347,9 +354,9 @@ class WorkerWatch:
         if self._state.draining and not lifecycle.is_draining:
             lifecycle.start_draining("the gunicorn master received TERM")
         elif self._state.retiring and not lifecycle.is_leaving:
-            lifecycle.start_retiring("the gunicorn master hands over to its USR2 successor")
+            lifecycle.server.start_retiring("the gunicorn master hands over to its USR2 successor")
         if self._state.stopping and self._state.draining:
-            lifecycle.listener_closed()
+            lifecycle.server.listener_closed()
         if self._slot is not None:
             self._state.publish(
                 self._slot,
@@ -394,9 +401,9 @@ def post_fork(server: Any, worker: Any) -> None:
     if _disabled():
         return
     lifecycle = get_lifecycle()
-    lifecycle.shutdown_driven_by = "gunicorn"
-    lifecycle.worker_threads = max(1, int(getattr(worker.cfg, "threads", 1) or 1))
-    lifecycle.share_loads(shared_state.loads)
+    lifecycle.server.shutdown_driven_by = "gunicorn"
+    lifecycle.server.worker_threads = max(1, int(getattr(worker.cfg, "threads", 1) or 1))
+    lifecycle.server.share_loads(shared_state.loads)
     WorkerWatch(shared_state, lifecycle, getattr(worker, SLOT_ATTRIBUTE, None)).start()
 
 

@@ -2,7 +2,8 @@
 
 The upstream worker (uvicorn-worker 0.4) leaves uvicorn's drain unbounded, so the master's
 SIGKILL at ``graceful_timeout`` cuts the lifespan shutdown, and it maps QUIT to a flag
-uvicorn never reads, so a quick stop serves on until that SIGKILL (server-mechanics §1.9).
+uvicorn never reads, so a quick stop serves on until that SIGKILL (docs/gunicorn.md,
+"zerodown.gunicorn.UvicornWorker").
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class _WorkerServer(Server):
             self._recycling_since = time.monotonic()
             for server in self.servers:
                 server.close()
-            get_lifecycle().start_retiring("max_requests reached; the worker is recycled")
+            get_lifecycle().server.start_retiring("max_requests reached; the worker is recycled")
         waited = time.monotonic() - self._recycling_since
         return not self.server_state.connections or waited >= RECYCLE_WINDOW
 

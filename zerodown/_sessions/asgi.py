@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from .._errors import StoreUnavailable
 from .._types import ASGIApp, Message, Receive, Scope, Send
+from .contract import SessionStore
 from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
 from .session import LazySession, Session, storage_key
-from .stores import SessionStore, StoreUnavailable, store_or_memory
+from .stores import store_or_memory
 
 _REFUSAL_HEADERS = [(name.encode(), value.encode()) for name, value in UNAVAILABLE_HEADERS]
 
@@ -73,8 +75,8 @@ class SessionMiddleware:
     async def _save(self, session: Session) -> str | None:
         """Write the session's changes; the Set-Cookie value to send, if any."""
         plan = self.config.plan_save(session)
-        written = await self.store.apply(plan, self.config.max_age)
-        return self.config.cookie_after(plan, written)
+        outcome = await self.store.apply(plan, self.config.max_age)
+        return self.config.cookie_after(plan, outcome)
 
     async def _refuse(self, send: Send, *, websocket: bool) -> None:
         if websocket:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Literal
 
-from .._errors import ConfigurationError
-from .._records.codec import Registry, UnreadableRecord
+from .._errors import ConfigurationError, StoreUnavailable, UnreadableRecord
+from .._records.codec import Registry
 from .._telemetry import telemetry
-from .session import DEFAULT_MAX_SIZE, Session, Signer, new_session_id, storage_key
-from .stores import StoreUnavailable
+from .contract import Delete, Move, NoWrite, Save, SaveOutcome, SavePlan
+from .session import DEFAULT_MAX_SESSION_SIZE, Session, Signer, new_session_id, storage_key
 
 logger = logging.getLogger("zerodown")
 
@@ -36,22 +35,6 @@ def secrets_from_environment() -> list[str]:
     return [secret.strip() for secret in raw.split(",") if secret.strip()]
 
 
-@dataclass(frozen=True, slots=True)
-class SavePlan:
-    """The one store call a response makes, and the cookie it sends.
-
-    ``kind`` is ``"none"``, ``"delete"`` (``keys``), ``"move"`` (``keys`` = old, new; the
-    session's fields) or ``"save"`` (``keys`` = the key; the changed and removed fields).
-    """
-
-    kind: Literal["none", "delete", "move", "save"]
-    cookie: str | None = None
-    keys: tuple[str, ...] = ()
-    fields: Mapping[str, bytes] = field(default_factory=dict)
-    removed: frozenset[str] = frozenset()
-    new: bool = False
-
-
 class SessionConfig:
     """The cookie, the signing secrets, and the rules of opening and saving a session."""
 
@@ -67,7 +50,7 @@ class SessionConfig:
         secure: bool = True,
         same_site: Literal["lax", "strict", "none"] = "lax",
         on_unavailable: OutagePolicy = "fail",
-        max_size: int = DEFAULT_MAX_SIZE,
+        max_size: int = DEFAULT_MAX_SESSION_SIZE,
     ) -> None:
         self.signer = Signer(secrets if secrets is not None else secrets_from_environment())
         self.records = records
@@ -140,29 +123,29 @@ class SessionConfig:
         if not session.writable:
             if session.dirty:
                 logger.info("zerodown: a session change was dropped: the store was unavailable")
-            return SavePlan("none")
+            return NoWrite()
         if session.invalidated:
             ids = [i for i in (session.id, session.regenerated_from) if i is not None]
             if not ids:
-                return SavePlan("none")
+                return NoWrite()
             keys = tuple(storage_key(i) for i in ids)
-            return SavePlan("delete", self._cookie("", max_age=0), keys)
+            return Delete(keys, self._cookie("", max_age=0))
         if session.regenerated_from is not None:
             session.id = new_session_id()
-            keys = (storage_key(session.regenerated_from), storage_key(session.id))
-            return SavePlan("move", self._signed(session.id), keys, session.fields)
+            old, new = storage_key(session.regenerated_from), storage_key(session.id)
+            return Move(old, new, session.fields, self._signed(session.id), self.max_size)
         if session.id is None:
             if not session.changed:
-                return SavePlan("none")  # nothing to keep: no record, no cookie
+                return NoWrite()  # nothing to keep: no record, no cookie
             session.id = new_session_id()
-            key = storage_key(session.id)
-            return SavePlan("save", self._signed(session.id), (key,), session.changed, new=True)
+            key, cookie = storage_key(session.id), self._signed(session.id)
+            return Save(key, session.changed, cookie, self.max_size, new=True)
         # The store's expiry slides on every read; the cookie's slides with it.
         cookie = self._signed(session.id)
         if not (session.changed or session.removed):
-            return SavePlan("none", cookie)
+            return NoWrite(cookie)
         removed = frozenset(session.removed)
-        return SavePlan("save", cookie, (storage_key(session.id),), session.changed, removed)
+        return Save(storage_key(session.id), session.changed, cookie, self.max_size, removed)
 
     def _signed(self, session_id: str) -> str:
         return self._cookie(self.signer.sign(session_id))
@@ -171,11 +154,20 @@ class SessionConfig:
         age = self.max_age if max_age is None else max_age
         return f"{self.cookie_name}={value}; Max-Age={age}; {self._attributes}"
 
-    def cookie_after(self, plan: SavePlan, written: bool) -> str | None:
-        if not written:
+    def cookie_after(self, plan: SavePlan, outcome: SaveOutcome) -> str | None:
+        """The Set-Cookie value to send once the store carried ``plan`` out."""
+        if outcome is SaveOutcome.GONE:
             logger.info(
                 "zerodown: a session was deleted (logout or expiry) while a request changed "
                 "it; the change was dropped"
             )
             return None
+        if outcome is SaveOutcome.TOO_LARGE:
+            # The stored session is as it was, and still the user's.
+            logger.warning(
+                "zerodown: a session change was dropped: it would have made the session larger "
+                "than max_size=%d; store large data elsewhere and keep a reference in the "
+                "session",
+                self.max_size,
+            )
         return plan.cookie

@@ -15,22 +15,19 @@ from typing import Any
 
 import msgspec
 
-from .._errors import ConfigurationError, ZerodownError
-from .._records.codec import Record, Registry, UnreadableRecord
+from .._errors import ConfigurationError, SessionTooLarge, UnreadableRecord
+from .._records.codec import Record, Registry
 
 #: Bytes of randomness in a session id (256 bits).
 ID_BYTES = 32
-DEFAULT_MAX_SIZE = 64 * 1024
+#: The largest session, in bytes of field names and values.
+DEFAULT_MAX_SESSION_SIZE = 64 * 1024
 # A stored value's first byte says how the rest is encoded.
 _PLAIN = b"j"  # msgspec JSON of plain data
 _RECORD = b"r"  # a zerodown.codec record envelope
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
-
-
-class SessionTooLarge(ZerodownError, ValueError):
-    """Setting a value would make the session larger than ``max_size``; nothing was stored."""
 
 
 # -- ids and cookies ---------------------------------------------------------------------

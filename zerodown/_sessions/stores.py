@@ -14,36 +14,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from .._errors import ConfigurationError, ZerodownError
+from .._errors import ConfigurationError, StoreUnavailable
 from .._telemetry import telemetry
-
-if TYPE_CHECKING:
-    from .policy import SavePlan
+from .contract import Delete, Move, NoWrite, Save, SaveOutcome, SavePlan, SessionStore, size_of
 
 logger = logging.getLogger("zerodown")
 
 DEFAULT_TIMEOUT = 0.25
 DEFAULT_PREFIX = "zerodown:session:"
-
-
-class StoreUnavailable(ZerodownError):
-    """The session store did not answer in time or failed; nothing was written."""
-
-
-class SessionStore(Protocol):
-    """Async methods for ASGI apps, ``_sync`` ones for WSGI apps."""
-
-    async def load(self, key: str, ttl: int) -> dict[str, bytes] | None:
-        """The fields of the session at ``key`` (refreshing its expiry), or None."""
-
-    def load_sync(self, key: str, ttl: int) -> dict[str, bytes] | None: ...
-
-    async def apply(self, plan: SavePlan, ttl: int) -> bool:
-        """Carry out a save; False when it wrote into a session deleted meanwhile."""
-
-    def apply_sync(self, plan: SavePlan, ttl: int) -> bool: ...
 
 
 class Incidents:
@@ -83,17 +63,27 @@ if #fields > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return fields
 """
 
-# Writes the changed fields only if the session still exists (or is new), then refreshes
-# the expiry. ARGV: ttl, "1" when the session is new, the number of changed fields, the
-# changed fields as name/value pairs, then the names of removed fields.
+# Writes the changed fields only if the session still exists (or is new) and stays within
+# max_size once written, then refreshes the expiry. ARGV: ttl, "1" when the session is new,
+# max_size, the number of changed fields, the changed fields as name/value pairs, then the
+# names of removed fields. Returns 1 (written), 0 (gone) or 2 (too large).
 _SAVE = """
 if ARGV[2] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local changed = tonumber(ARGV[3])
-if changed > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * changed)) end
-if #ARGV > 3 + 2 * changed then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + 2 * changed)) end
+local changed = tonumber(ARGV[4])
+local sizes = {}
+local stored = redis.call('HGETALL', KEYS[1])
+for i = 1, #stored, 2 do sizes[stored[i]] = #stored[i] + #stored[i + 1] end
+for i = 5, 4 + 2 * changed, 2 do sizes[ARGV[i]] = #ARGV[i] + #ARGV[i + 1] end
+for i = 5 + 2 * changed, #ARGV do sizes[ARGV[i]] = nil end
+local size = 0
+for _, n in pairs(sizes) do size = size + n end
+if size > tonumber(ARGV[3]) then return 2 end
+if changed > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * changed)) end
+if #ARGV > 4 + 2 * changed then redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + 2 * changed)) end
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """
+_SAVE_OUTCOMES = {0: SaveOutcome.GONE, 1: SaveOutcome.WRITTEN, 2: SaveOutcome.TOO_LARGE}
 
 
 class RedisStore:
@@ -168,21 +158,31 @@ class RedisStore:
     def _load_call(self, client: Any, key: str, ttl: int) -> Any:
         return self._script(client, _LOAD)(keys=[self.prefix + key], args=[ttl])
 
-    def _apply_call(self, client: Any, plan: SavePlan, ttl: int) -> Any:
-        keys = [self.prefix + key for key in plan.keys]
-        if plan.kind == "delete":
-            return client.delete(*keys)
-        if plan.kind == "move":
+    def _apply_call(self, client: Any, plan: Delete | Move | Save, ttl: int) -> Any:
+        if isinstance(plan, Delete):
+            return client.delete(*(self.prefix + key for key in plan.keys))
+        if isinstance(plan, Move):
+            if size_of(plan.fields) > plan.max_size:
+                return None
             # Two keys in two hash slots: not one transaction (Cluster), new before old.
             pipe = client.pipeline(transaction=False)
             if plan.fields:
-                pipe.hset(keys[1], mapping=dict(plan.fields))
-                pipe.expire(keys[1], ttl)
-            pipe.delete(keys[0])
+                pipe.hset(self.prefix + plan.new_key, mapping=dict(plan.fields))
+                pipe.expire(self.prefix + plan.new_key, ttl)
+            pipe.delete(self.prefix + plan.old_key)
             return pipe.execute()
-        pairs = [item for name_value in plan.fields.items() for item in name_value]
-        argv = [ttl, "1" if plan.new else "0", len(plan.fields), *pairs, *plan.removed]
-        return self._script(client, _SAVE)(keys=keys, args=argv)
+        pairs = [item for name_value in plan.changed.items() for item in name_value]
+        argv: list[int | str | bytes] = [ttl, "1" if plan.new else "0", plan.max_size]
+        argv += [len(plan.changed), *pairs, *plan.removed]
+        return self._script(client, _SAVE)(keys=[self.prefix + plan.key], args=argv)
+
+    @staticmethod
+    def _outcome(plan: Delete | Move | Save, reply: Any) -> SaveOutcome:
+        if isinstance(plan, Save):
+            return _SAVE_OUTCOMES[int(reply)]
+        if isinstance(plan, Move) and reply is None:
+            return SaveOutcome.TOO_LARGE
+        return SaveOutcome.WRITTEN
 
     @staticmethod
     def _fields(reply: Any) -> dict[str, bytes] | None:
@@ -202,19 +202,20 @@ class RedisStore:
         client = self._client(asynchronous=False)
         return self._fields(self._bounded_sync(lambda: self._load_call(client, key, ttl)))
 
-    async def apply(self, plan: SavePlan, ttl: int) -> bool:
-        if plan.kind == "none":
-            return True
+    async def apply(self, plan: SavePlan, ttl: int) -> SaveOutcome:
+        if isinstance(plan, NoWrite):
+            return SaveOutcome.WRITTEN
         client = self._client(asynchronous=True)
-        reply = await self._bounded(self._apply_call(client, plan, ttl))
-        return plan.kind != "save" or bool(reply)
+        call = self._apply_call(client, plan, ttl)
+        reply = None if call is None else await self._bounded(call)
+        return self._outcome(plan, reply)
 
-    def apply_sync(self, plan: SavePlan, ttl: int) -> bool:
-        if plan.kind == "none":
-            return True
+    def apply_sync(self, plan: SavePlan, ttl: int) -> SaveOutcome:
+        if isinstance(plan, NoWrite):
+            return SaveOutcome.WRITTEN
         client = self._client(asynchronous=False)
         reply = self._bounded_sync(lambda: self._apply_call(client, plan, ttl))
-        return plan.kind != "save" or bool(reply)
+        return self._outcome(plan, reply)
 
     async def _bounded(self, call: Awaitable[Any]) -> Any:
         try:
@@ -281,26 +282,30 @@ class MemoryStore:
             self._put(key, fields, ttl)
             return dict(fields)
 
-    async def apply(self, plan: SavePlan, ttl: int) -> bool:
+    async def apply(self, plan: SavePlan, ttl: int) -> SaveOutcome:
         return self.apply_sync(plan, ttl)
 
-    def apply_sync(self, plan: SavePlan, ttl: int) -> bool:
+    def apply_sync(self, plan: SavePlan, ttl: int) -> SaveOutcome:
         with self._lock:
-            if plan.kind == "delete":
+            if isinstance(plan, Delete):
                 for key in plan.keys:
                     self._sessions.pop(key, None)
-            elif plan.kind == "move":
-                self._sessions.pop(plan.keys[0], None)
-                self._put(plan.keys[1], dict(plan.fields), ttl)
-            elif plan.kind == "save":
-                fields = self._live(plan.keys[0])
+            elif isinstance(plan, Move):
+                if size_of(plan.fields) > plan.max_size:
+                    return SaveOutcome.TOO_LARGE
+                self._sessions.pop(plan.old_key, None)
+                self._put(plan.new_key, dict(plan.fields), ttl)
+            elif isinstance(plan, Save):
+                fields = self._live(plan.key)
                 if fields is None and not plan.new:
-                    return False
-                fields = {**(fields or {}), **plan.fields}
+                    return SaveOutcome.GONE
+                fields = {**(fields or {}), **plan.changed}
                 for name in plan.removed:
                     fields.pop(name, None)
-                self._put(plan.keys[0], fields, ttl)
-            return True
+                if size_of(fields) > plan.max_size:
+                    return SaveOutcome.TOO_LARGE
+                self._put(plan.key, fields, ttl)
+            return SaveOutcome.WRITTEN
 
 
 def store_or_memory(store: SessionStore | None) -> SessionStore:

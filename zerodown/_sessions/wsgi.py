@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .._errors import StoreUnavailable
+from .contract import SessionStore
 from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
 from .session import LazySession, Session, storage_key
-from .stores import SessionStore, StoreUnavailable, store_or_memory
+from .stores import store_or_memory
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -76,8 +78,8 @@ class WSGISessionMiddleware:
 
     def _save(self, session: Session) -> str | None:
         plan = self.config.plan_save(session)
-        written = self.store.apply_sync(plan, self.config.max_age)
-        return self.config.cookie_after(plan, written)
+        outcome = self.store.apply_sync(plan, self.config.max_age)
+        return self.config.cookie_after(plan, outcome)
 
 
 def init_flask(app: Any, *, store: SessionStore | None = None, **options: Any) -> None:

@@ -12,11 +12,11 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..._polling import poll
 from ..procs import LOOPBACK, ManagedProcess, find_tool, free_port, start_process
 
 INSTALL_HINT = (
@@ -29,7 +29,7 @@ DEFAULT_BACKEND = "app"
 
 
 @dataclass(frozen=True, slots=True)
-class HealthCheck:
+class ProxyCheck:
     """Active health checks, as a load balancer or a readiness probe does them."""
 
     path: str = "/readyz"
@@ -50,7 +50,7 @@ def render_config(
     backends: Sequence[str],
     admin_socket: Path,
     route_map: Path,
-    check: HealthCheck,
+    check: ProxyCheck,
     retries: int = 0,
 ) -> str:
     # One retry on another server, on connection errors only: what an nginx ingress does
@@ -102,7 +102,7 @@ class HAProxy:
         port: int,
         admin_socket: Path,
         route_map: Path,
-        check: HealthCheck,
+        check: ProxyCheck,
     ) -> None:
         self.process = process
         self.port = port
@@ -151,12 +151,11 @@ class HAProxy:
     def remove_server(self, backend: str, name: str, timeout: float = 5.0) -> None:
         """Take a server out; it is deleted once HAProxy holds no connection to it."""
         self._expect(f"disable server {backend}/{name}")
-        deadline = time.monotonic() + timeout
-        while self.command(f"del server {backend}/{name}") != "Server deleted.":
-            # Disabled, it takes no traffic: a server HAProxy will not delete yet is harmless.
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.1)
+        # Disabled, it takes no traffic: a server HAProxy will not delete yet is harmless.
+        poll(
+            lambda: self.command(f"del server {backend}/{name}") == "Server deleted.",
+            timeout=timeout,
+        )
 
     def set_weight(self, backend: str, name: str, weight: int) -> None:
         self._expect(f"set weight {backend}/{name} {weight}")
@@ -190,13 +189,15 @@ class HAProxy:
         shutil.rmtree(self.admin_socket.parent, ignore_errors=True)
 
     def wait_for_states(self, expected: dict[str, str], timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
         states: dict[str, str] = {}
-        while time.monotonic() < deadline:
+
+        def reached() -> bool:
+            nonlocal states
             states = self.server_states()
-            if all(states.get(name) == state for name, state in expected.items()):
-                return
-            time.sleep(0.1)
+            return all(states.get(name) == state for name, state in expected.items())
+
+        if poll(reached, timeout=timeout):
+            return
         raise TimeoutError(f"HAProxy servers did not reach {expected} in {timeout}s: {states}")
 
 
@@ -204,7 +205,7 @@ def start_haproxy(
     *,
     workdir: Path,
     backends: Sequence[str] = (DEFAULT_BACKEND,),
-    check: HealthCheck | None = None,
+    check: ProxyCheck | None = None,
     retries: int = 0,
     port: int | None = None,
 ) -> HAProxy:
@@ -216,7 +217,7 @@ def start_haproxy(
     admin_socket = Path(tempfile.mkdtemp(prefix="zerodown-haproxy-")) / "admin.sock"
     route_map = workdir / "route.map"
     route_map.write_text(f"active {backends[0]}\n")
-    check = check or HealthCheck()
+    check = check or ProxyCheck()
     config = workdir / "haproxy.cfg"
     config.write_text(
         render_config(
@@ -231,9 +232,12 @@ def start_haproxy(
     process = start_process(
         "haproxy", [find_haproxy(), "-db", "-f", str(config)], log_path=workdir / "haproxy.log"
     )
-    deadline = time.monotonic() + 10.0
-    while not admin_socket.exists():
-        if process.returncode is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"haproxy did not start:\n{process.log_text()[-4000:]}")
-        time.sleep(0.05)
+
+    def started() -> bool:
+        if process.returncode is not None:
+            raise RuntimeError(f"haproxy exited:\n{process.log_text()[-4000:]}")
+        return admin_socket.exists()
+
+    if not poll(started, timeout=10.0, interval=0.05):
+        raise RuntimeError(f"haproxy did not start:\n{process.log_text()[-4000:]}")
     return HAProxy(process, port, admin_socket, route_map, check)

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,18 +135,14 @@ _ERROR_KINDS = (
 class LoadResult:
     records: list[RequestRecord]
     dropped: int = 0
-    failures_by_kind: Counter[str] = field(default_factory=Counter)
 
-    def __post_init__(self) -> None:
-        self.failures_by_kind = Counter(r.failure_kind for r in self.records if r.failed)
+    @property
+    def failures_by_kind(self) -> Counter[str]:
+        return Counter(r.failure_kind for r in self.records if r.failed)
 
     @property
     def failed(self) -> list[RequestRecord]:
         return [record for record in self.records if record.failed]
-
-    def in_flight_at(self, moment: float) -> list[RequestRecord]:
-        """Requests that had started and not ended at ``moment`` (a ``time.time()``)."""
-        return [record for record in self.records if record.started <= moment < record.ended]
 
     @property
     def cart_additions(self) -> list[RequestRecord]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..procs import http_status
 from .fleet import Fleet, Instance, NotReady
-from .haproxy import HAProxy, HealthCheck, start_haproxy
+from .haproxy import HAProxy, ProxyCheck, start_haproxy
 from .k6 import LoadPlan, LoadRun, read_records, start_load
 from .plan import CURRENT, RehearsalPlan
 from .progress import Progress
@@ -30,10 +30,10 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
     """
     if plan.disabled:
         # Without zerodown the app has no probes; the usual check is "anything but a 5xx".
-        check = HealthCheck(path=plan.fast_path, expect="rstatus ^[234]")
+        check = ProxyCheck(path=plan.fast_path, expect="rstatus ^[234]")
         ready_path = plan.fast_path
     else:
-        check = HealthCheck()
+        check = ProxyCheck()
         ready_path = check.path
     settings = {
         "ZERODOWN_SHUTDOWN_DELAY": f"{plan.shutdown_delay:g}",

@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 
+from ..._polling import poll
 from .fleet import Fleet, Instance, NotReady
 from .haproxy import HAProxy
 from .k6 import RequestRecord
@@ -43,7 +44,7 @@ class Deployment:
         self.progress.event(f"{instance.name} ready on port {instance.port}, in the proxy")
         return instance
 
-    def retire(self, instances: Sequence[Instance]) -> None:
+    def remove(self, instances: Sequence[Instance]) -> None:
         """SIGTERM each, wait for the exits within the grace period, take them out."""
         for instance in instances:
             if instance.signalled_at is None:
@@ -74,12 +75,12 @@ class Deployment:
     def wait_for_idle(self, instances: Sequence[Instance]) -> None:
         """Wait (up to the drain timeout) until the proxy has no request at ``instances``."""
         names = {instance.name for instance in instances}
-        deadline = time.monotonic() + self.plan.drain_timeout
-        while time.monotonic() < deadline:
+
+        def idle() -> bool:
             stats = self.proxy.server_stats()
-            if all(stats.get(name, {}).get("scur", "0") == "0" for name in names):
-                return
-            time.sleep(0.1)
+            return all(stats.get(name, {}).get("scur", "0") == "0" for name in names)
+
+        poll(idle, timeout=self.plan.drain_timeout)
 
 
 def deploy_rolling(deployment: Deployment, current: list[Instance]) -> None:
@@ -89,11 +90,11 @@ def deploy_rolling(deployment: Deployment, current: list[Instance]) -> None:
         deployment.progress.event(f"SIGTERM to {old.name} (pid {old.process.pid})")
         old.terminate()
         deployment.launch(NEW, number, deployment.backend_of[old.name])
-        deployment.retire([old])
+        deployment.remove([old])
 
 
 def deploy_bluegreen(deployment: Deployment, current: list[Instance]) -> None:
-    """Start green beside blue, switch the proxy to green, retire blue once it is idle."""
+    """Start green beside blue, switch the proxy to green, remove blue once it is idle."""
     deployment.progress.phase = "starting green"
     for number in range(len(current)):
         deployment.launch(NEW, number, "green")
@@ -101,8 +102,8 @@ def deploy_bluegreen(deployment: Deployment, current: list[Instance]) -> None:
     deployment.proxy.route_to("green")
     deployment.progress.event("proxy switched to green")
     deployment.wait_for_idle(current)
-    deployment.progress.phase = "retiring blue"
-    deployment.retire(current)
+    deployment.progress.phase = "removing blue"
+    deployment.remove(current)
 
 
 def deploy_canary(deployment: Deployment, current: list[Instance]) -> None:
@@ -137,30 +138,42 @@ def deploy_canary(deployment: Deployment, current: list[Instance]) -> None:
             for instance in canaries:
                 proxy.set_weight(backend, instance.name, 0)
             deployment.wait_for_idle(canaries)
-            deployment.retire(canaries)
+            deployment.remove(canaries)
             return
     deployment.wait_for_idle(current)
-    deployment.retire(current)
+    deployment.remove(current)
 
 
 def deploy_hup(deployment: Deployment, current: list[Instance]) -> None:
     """SIGHUP each gunicorn master in turn; wait until its workers are all new and ready."""
     for number, instance in enumerate(current):
         deployment.progress.phase = f"reloading {number + 1}/{len(current)}"
-        old_workers = instance.workers()
-        deployment.progress.event(f"SIGHUP to {instance.name} (pid {instance.process.pid})")
-        instance.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + deployment.plan.start_timeout
-        while instance.workers() & old_workers or not instance.workers():
-            if time.monotonic() > deadline or instance.process.returncode is not None:
-                raise NotReady(
-                    f"{instance.name} still runs workers from before the reload after "
-                    f"{deployment.plan.start_timeout:g}s; its log ends with:\n"
-                    f"{instance.process.log_text()[-3000:]}"
-                )
-            time.sleep(0.1)
+        _reload(deployment, instance)
         deployment.fleet.wait_until_ready(instance)
         deployment.progress.event(f"{instance.name} reloaded: every worker is new")
+
+
+def _reload(deployment: Deployment, instance: Instance) -> None:
+    """SIGHUP one gunicorn master; return once none of its workers is from before."""
+    old_workers = instance.workers()
+    deployment.progress.event(f"SIGHUP to {instance.name} (pid {instance.process.pid})")
+    instance.process.send_signal(signal.SIGHUP)
+    timeout = deployment.plan.start_timeout
+
+    def stuck() -> NotReady:
+        return NotReady(
+            f"{instance.name} still runs workers from before the reload after {timeout:g}s; "
+            f"its log ends with:\n{instance.process.log_text()[-3000:]}"
+        )
+
+    def all_new() -> bool:
+        if instance.process.returncode is not None:
+            raise stuck()
+        workers = instance.workers()
+        return bool(workers) and not workers & old_workers
+
+    if not poll(all_new, timeout=timeout):
+        raise stuck()
 
 
 DEPLOYERS: dict[Strategy, Callable[[Deployment, list[Instance]], None]] = {

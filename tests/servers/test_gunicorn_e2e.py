@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.bed import HealthCheck, Instance, LoadPlan, ProcessGroup
+from tests.bed import Instance, LoadPlan, ProcessGroup, ProxyCheck, in_flight_at
 from zerodown._cli.rehearse.k6 import LoadResult
 
 RATE = 120  # requests/s, 20% of them 300 ms slow
@@ -65,7 +65,7 @@ def rotate(
 ) -> tuple[LoadResult, float]:
     """Run the load through HAProxy, call ``rotation()`` after SIGNAL_AT seconds."""
     health = "/readyz" if hooks else "/"
-    proxy = procs.haproxy(instances, check=HealthCheck(path=health))
+    proxy = procs.haproxy(instances, check=ProxyCheck(path=health))
     plan = LoadPlan(
         proxy.url, rate=RATE, duration=DURATION, slow_path="/slow?ms=300", timeout=client_timeout
     )
@@ -79,7 +79,7 @@ def rotate(
 def assert_no_failures(result: LoadResult, signalled_at: float) -> None:
     assert len(result.records) >= RATE * DURATION * 0.9, result.describe()
     assert result.failed == [], result.describe()
-    in_flight = [r for r in result.in_flight_at(signalled_at) if r.path.startswith("/slow")]
+    in_flight = [r for r in in_flight_at(result, signalled_at) if r.path.startswith("/slow")]
     assert in_flight, "no slow request was in flight at the signal; the scenario proves nothing"
     assert all(record.status == 200 for record in in_flight)
 

@@ -9,7 +9,7 @@ import asyncpg
 import redis
 
 from tests.bed import ProcessGroup, Service
-from zerodown._cli.rehearse.haproxy import HealthCheck
+from zerodown._cli.rehearse.haproxy import ProxyCheck
 from zerodown._cli.rehearse.k6 import LoadPlan
 
 
@@ -33,7 +33,7 @@ def test_postgres_answers(postgres_server: Service) -> None:
 
 def test_haproxy_checks_readiness_and_k6_records_each_request(procs: ProcessGroup) -> None:
     instance = procs.uvicorn("examples.starlette_app:app")
-    proxy = procs.haproxy([instance], check=HealthCheck(path="/readyz"))
+    proxy = procs.haproxy([instance], check=ProxyCheck(path="/readyz"))
     assert proxy.server_states() == {"s0": "UP"}
     result = procs.load(LoadPlan(proxy.url, rate=40, duration=2, slow_path="/slow?ms=50"))
     outcome = result.result(timeout=30)

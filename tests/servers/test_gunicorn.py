@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bed import Instance, ProcessGroup, slow_request_across_sigterm
-from zerodown import Lifecycle, Settings
+from tests.bed import Instance, ProcessGroup, get, slow_request_across_sigterm
+from zerodown import ConfigurationError, Lifecycle, Settings
 from zerodown._servers.gunicorn import (
     WATCH_INTERVAL,
     SharedState,
@@ -32,18 +32,6 @@ WORKERS = {
     "asgi": (STARLETTE, ["-k", "asgi"]),
     "uvicorn": (STARLETTE, ["-k", "zerodown.gunicorn.UvicornWorker"]),
 }
-
-
-def get(
-    port: int, path: str, method: str = "GET", headers: dict[str, str] | None = None
-) -> tuple[int, str | None, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request(method, path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.getheader("connection"), response.read()
-    finally:
-        connection.close()
 
 
 def start(
@@ -213,7 +201,7 @@ def test_an_arbiter_without_the_internals_is_refused() -> None:
 
         def wait_for_signals(self) -> None: ...
 
-    with pytest.raises(RuntimeError, match="lacks handle_term"):
+    with pytest.raises(ConfigurationError, match="lacks handle_term"):
         require_verified_gunicorn((27, 0, 1), Arbiter())
 
 

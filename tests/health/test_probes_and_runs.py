@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 
 from tests.asgi_harness import Exchange, call, http_scope
-from zerodown import ASGIMiddleware, ConfigurationError, Health, Lifecycle, WSGIMiddleware
+from zerodown import (
+    ASGIMiddleware,
+    ConfigurationError,
+    Health,
+    Lifecycle,
+    ProbeAccess,
+    WSGIMiddleware,
+)
 from zerodown._types import Receive, Scope, Send
 from zerodown.health import Check, event_loop_lag, stuck_threads
 
@@ -36,6 +43,7 @@ def middleware(health: Health, *, ready: bool = True, **options: Any) -> ASGIMid
     lifecycle = Lifecycle()
     if ready:
         lifecycle.mark_ready()
+    options.setdefault("probe_access", ProbeAccess(token=TOKEN))
     app = ASGIMiddleware(empty_app, lifecycle=lifecycle, health=health, **options)
     app._serving = True
     return app
@@ -65,7 +73,7 @@ def counted(result: object = None) -> tuple[Callable[[], object], list[float]]:
 
 def test_statuses_add_up_critical_fails_and_non_critical_warns() -> None:
     async def main() -> None:
-        health = Health(process_checks=False, token=TOKEN)
+        health = Health(process_checks=False)
         health.add(Check("ok", lambda: True))
         health.add(Check("optional", lambda: False, critical=False))
         app = middleware(health)
@@ -88,9 +96,10 @@ def test_statuses_add_up_critical_fails_and_non_critical_warns() -> None:
 
 def test_details_need_the_token_or_an_allowed_loopback_client() -> None:
     async def main() -> None:
-        health = Health(process_checks=False, token=TOKEN, version="2.4.1", release_id="r42")
+        health = Health(process_checks=False)
         health.add(Check("db", lambda: {"observedValue": 3, "observedUnit": "ms"}))
-        app = middleware(health)
+        access = ProbeAccess(token=TOKEN, version="2.4.1", release_id="r42")
+        app = middleware(health, probe_access=access)
         plain = {"status": "pass", "version": "2.4.1", "releaseId": "r42", "phase": "ready"}
         assert (await probe(app, "/readyz", query=b"verbose")).json() == {**plain, "inFlight": 0}
         assert (await probe(app, "/readyz", query=b"verbose", token="wrong")).json() == {
@@ -105,17 +114,20 @@ def test_details_need_the_token_or_an_allowed_loopback_client() -> None:
         assert check["time"].endswith("Z")
         assert body["processes"][0]["inFlight"] == 0
 
-        loopback = Health(process_checks=False, details_for_loopback=True)
+        loopback = Health(process_checks=False)
         loopback.add(Check("db", lambda: None))
-        body = (await probe(middleware(loopback), "/readyz", query=b"verbose")).json()
+        access = ProbeAccess(details_for_loopback=True)
+        body = (
+            await probe(middleware(loopback, probe_access=access), "/readyz", query=b"verbose")
+        ).json()
         assert "checks" in body  # the harness's client is 127.0.0.1
 
     asyncio.run(main())
 
 
 def test_version_and_release_come_from_the_environment_into_every_probe() -> None:
-    health = Health(
-        process_checks=False,
+    health = Health(process_checks=False)
+    access = ProbeAccess.load(
         environ={
             "ZERODOWN_VERSION": "3.0.0",
             "ZERODOWN_RELEASE": "blue",
@@ -124,7 +136,7 @@ def test_version_and_release_come_from_the_environment_into_every_probe() -> Non
     )
 
     async def main() -> None:
-        app = middleware(health)
+        app = middleware(health, probe_access=access)
         for path in ("/livez", "/readyz", "/startupz"):
             body = (await probe(app, path)).json()
             assert (body["version"], body["releaseId"], body["serviceId"]) == ("3.0.0", "blue", "s")
@@ -138,7 +150,7 @@ def test_secrets_are_redacted_from_bodies_and_log_lines(caplog: pytest.LogCaptur
     def failing() -> None:
         raise ConnectionError(f"cannot reach {dsn}; also tried password=hunter2")
 
-    health = Health(process_checks=False, token=TOKEN)
+    health = Health(process_checks=False)
     health.add(Check("db", failing, secrets=(dsn,)))
     health.add(Check("api", lambda: {"status": "fail", "output": "GET https://u:tok3n@api/x"}))
 
@@ -157,7 +169,7 @@ def test_secrets_are_redacted_from_bodies_and_log_lines(caplog: pytest.LogCaptur
 
 def test_verbose_exclude_and_single_checks() -> None:
     async def main() -> None:
-        health = Health(process_checks=False, token=TOKEN)
+        health = Health(process_checks=False)
         health.add(Check("good", lambda: None))
         health.add(Check("bad", lambda: False))
         app = middleware(health)
@@ -191,7 +203,7 @@ def test_liveness_runs_only_its_own_checks() -> None:
         Check(
             "loop",
             lambda: calls.append("loop") and None,
-            probes="liveness",
+            groups="liveness",
             component_type="system",
         )
     )
@@ -224,7 +236,7 @@ def test_readiness_asks_no_dependency_while_starting_or_draining() -> None:
 def test_startup_checks_gate_readiness_until_they_pass_once() -> None:
     migrated = threading.Event()
     health = Health(process_checks=False)
-    health.add(Check("migrations", migrated.is_set, probes="startup", cache_ttl=0, max_backoff=0))
+    health.add(Check("migrations", migrated.is_set, groups="startup", cache_ttl=0, max_backoff=0))
 
     async def main() -> None:
         app = middleware(health)
@@ -265,7 +277,7 @@ def test_a_hanging_check_costs_the_probe_its_timeout_and_nothing_more() -> None:
             await asyncio.sleep(3600)
         await asyncio.sleep(3600)  # asyncio.run's own cancellation at the end ends it
 
-    health = Health(process_checks=False, token=TOKEN)
+    health = Health(process_checks=False)
     health.add(Check("sync-hang", forever.wait))
     health.add(Check("async-hang", stubborn))
 
@@ -442,21 +454,21 @@ def test_bad_registrations_say_what_to_do(caplog: pytest.LogCaptureFixture) -> N
         health.add(Check("db", lambda: None))
     with pytest.raises(ConfigurationError, match="not usable in a URL"):
         Check("a/b", lambda: None)
-    with pytest.raises(ConfigurationError, match="timeout must be seconds > 0"):
+    with pytest.raises(ConfigurationError, match="timeout must be a finite number of seconds > 0"):
         Check("t", lambda: None, timeout=0)
     with pytest.raises(ConfigurationError, match="failure_threshold"):
         Check("t", lambda: None, failure_threshold=0)
-    with pytest.raises(ConfigurationError, match="no probe"):
-        Check("t", lambda: None, probes=())
+    with pytest.raises(ConfigurationError, match="no group"):
+        Check("t", lambda: None, groups=())
     with caplog.at_level(logging.WARNING, logger="zerodown"):
-        health.add(Check("remote", lambda: None, probes="liveness", component_type="datastore"))
+        health.add(Check("remote", lambda: None, groups="liveness", component_type="datastore"))
     assert "restarts every instance" in caplog.text
 
 
 def test_the_decorator_registers_a_function() -> None:
     health = Health(process_checks=False)
 
-    @health.check(critical=False, probes=("readiness", "startup"))
+    @health.check(critical=False, groups=("readiness", "startup"))
     async def queue_depth() -> dict[str, object]:
         return {"observedValue": 7}
 
@@ -501,7 +513,7 @@ def test_the_asgi_middleware_adds_the_lag_check_unless_told_not_to() -> None:
 
 def test_stuck_threads_fail_liveness_when_all_other_threads_are_stuck() -> None:
     lifecycle = Lifecycle()
-    lifecycle.worker_threads = 3
+    lifecycle.server.worker_threads = 3
     health = Health(process_checks=False)
     health.add(stuck_threads(limit=0.1, lifecycle=lifecycle))
     first = lifecycle.request_started()
@@ -549,7 +561,7 @@ def test_wsgi_probes_run_checks_in_threads_bounded_by_the_timeout() -> None:
         await asyncio.sleep(0)
         return {"observedValue": 1}
 
-    health = Health(token=TOKEN)
+    health = Health()
     health.add(Check("hang", forever.wait, timeout=0.3))
     health.add(Check("async", async_check))
 
@@ -557,7 +569,9 @@ def test_wsgi_probes_run_checks_in_threads_bounded_by_the_timeout() -> None:
         start_response("200 OK", [])
         return iter([b"app"])
 
-    wrapped = WSGIMiddleware(app, lifecycle=Lifecycle(), health=health)
+    wrapped = WSGIMiddleware(
+        app, lifecycle=Lifecycle(), health=health, probe_access=ProbeAccess(token=TOKEN)
+    )
     assert [c.name for c in health.checks] == ["hang", "async", "worker_threads"]
     try:
         started = time.monotonic()
@@ -571,3 +585,20 @@ def test_wsgi_probes_run_checks_in_threads_bounded_by_the_timeout() -> None:
         assert wsgi_get(wrapped, "/readyz")[1] == {"status": "fail", "phase": "ready"}
     finally:
         forever.set()
+
+
+def test_the_deprecated_names_still_work_and_say_what_replaces_them() -> None:
+    with pytest.warns(DeprecationWarning, match="probe_access="):
+        health = Health(process_checks=False, token=TOKEN, version="1.2.3")
+    with pytest.warns(DeprecationWarning, match="groups="):
+        health.add(Check("db", lambda: None, probes=("startup",)))
+    assert health.checks[0].groups == frozenset({"startup"})
+
+    async def main() -> None:
+        # The middleware takes the registry's access when it is given none.
+        app = middleware(health, probe_access=None)
+        body = (await probe(app, "/readyz", query=b"verbose", token=TOKEN)).json()
+        assert body["version"] == "1.2.3"
+        assert "checks" in body
+
+    asyncio.run(main())

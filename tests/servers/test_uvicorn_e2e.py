@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.bed import HealthCheck, LoadPlan, ProcessGroup
+from tests.bed import LoadPlan, ProcessGroup, ProxyCheck, in_flight_at
 from zerodown._cli.rehearse.k6 import LoadResult
 
 RATE = 120  # requests/s, 20% of them 300 ms slow
@@ -33,7 +33,7 @@ def rotate_one_instance(procs: ProcessGroup, *, disabled: bool) -> tuple[LoadRes
         )
         for _ in range(2)
     ]
-    proxy = procs.haproxy(instances, check=HealthCheck(path=health))
+    proxy = procs.haproxy(instances, check=ProxyCheck(path=health))
     load = procs.load(LoadPlan(proxy.url, rate=RATE, duration=DURATION, slow_path="/slow?ms=300"))
     time.sleep(TERM_AT)
     term_at = time.time()
@@ -48,7 +48,7 @@ def test_zero_failed_requests_when_an_instance_is_stopped(procs: ProcessGroup) -
     result, term_at = rotate_one_instance(procs, disabled=False)
     assert len(result.records) >= RATE * DURATION * 0.9, result.describe()
     assert result.failed == [], result.describe()
-    in_flight = [r for r in result.in_flight_at(term_at) if r.path.startswith("/slow")]
+    in_flight = [r for r in in_flight_at(result, term_at) if r.path.startswith("/slow")]
     assert in_flight, "no slow request was in flight at SIGTERM; the scenario proves nothing"
     assert all(record.status == 200 for record in in_flight)
 

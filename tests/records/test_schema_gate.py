@@ -153,6 +153,7 @@ def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
 
 
+@pytest.mark.servers
 def test_the_command_exits_1_with_an_explanation_per_field(tmp_path: Path) -> None:
     module = tmp_path / "records.py"
     module.write_text(

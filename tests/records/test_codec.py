@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from zerodown import ConfigurationError
 from zerodown.codec import Record, Registry, UnreadableRecord
 
 FORMATS = ["json", "msgpack"]
@@ -235,11 +236,11 @@ def test_rollout_mode_writes_the_previous_shape_until_switched() -> None:
 
 def test_declaration_errors_say_what_to_fix() -> None:
     registry = Registry()
-    with pytest.raises(ValueError, match="versions start at 1"):
+    with pytest.raises(ConfigurationError, match="versions start at 1"):
         registry.record("x", version=0)
-    with pytest.raises(ValueError, match="min_reader must be between 1 and 2"):
+    with pytest.raises(ConfigurationError, match="min_reader must be between 1 and 2"):
         registry.record("x", version=2, min_reader=3)
-    with pytest.raises(TypeError, match=r"must subclass zerodown\.codec\.Record"):
+    with pytest.raises(ConfigurationError, match=r"must subclass zerodown\.codec\.Record"):
         registry.record("x", version=1)(msgspec.Struct)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="format must be"):
+    with pytest.raises(ConfigurationError, match="format must be"):
         Registry(format="pickle")  # type: ignore[arg-type]

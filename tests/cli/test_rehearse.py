@@ -16,7 +16,7 @@ from tests.bed import REPO, ProcessGroup
 from zerodown._cli import procs
 from zerodown._cli.procs import wait_for_http
 from zerodown._cli.rehearse import haproxy
-from zerodown._cli.rehearse.haproxy import HealthCheck, render_config
+from zerodown._cli.rehearse.haproxy import ProxyCheck, render_config
 from zerodown._cli.rehearse.k6 import LoadResult, RequestRecord
 from zerodown._cli.rehearse.plan import RehearsalPlan
 from zerodown._cli.rehearse.report import REPORT_SCHEMA_PATH, DeployOutcome, RehearsalReport
@@ -119,6 +119,7 @@ def test_a_canary_that_answers_500_is_rolled_back(tmp_path: Path) -> None:
     assert "the canary was rolled back at 10%" in done.stdout
 
 
+@pytest.mark.servers
 def test_an_app_without_zerodown_is_refused_with_what_to_do(tmp_path: Path) -> None:
     done = zerodown("rehearse", "examples.starlette_app:inner", *SHORT, "--workdir", str(tmp_path))
     assert done.returncode == 2
@@ -137,6 +138,7 @@ def test_an_app_without_zerodown_is_refused_with_what_to_do(tmp_path: Path) -> N
         (["--command", "uvicorn a:b"], "must contain {port}"),
     ],
 )
+@pytest.mark.servers
 def test_impossible_plans_are_refused(args: list[str], message: str) -> None:
     done = zerodown("rehearse", *args)
     assert done.returncode == 2
@@ -203,7 +205,7 @@ def test_retry_lets_the_proxy_try_another_instance_on_connection_errors(tmp_path
         "backends": ["app"],
         "admin_socket": tmp_path / "s",
         "route_map": tmp_path / "m",
-        "check": HealthCheck(),
+        "check": ProxyCheck(),
     }
     strict = render_config(**kwargs, retries=0)
     assert "retries 0\n    no option redispatch" in strict

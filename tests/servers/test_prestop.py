@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from tests.bed import Instance, ProcessGroup
-from tests.test_gunicorn import get
+from tests.bed import Instance, ProcessGroup, get
 
 DELAY = 3.0
 
