@@ -14,10 +14,12 @@ async def database_online() -> bool:
     return True
 
 
-registry = zerodown.Health(process_checks=False, version="1.0.0")
+registry = zerodown.Health(process_checks=False)
 # Served from the cache in the benchmark: the check runs once, the probes read its result.
 registry.add(Check("database_online", database_online, cache_ttl=3600))
-zerodown_app = zerodown.ASGIMiddleware(Starlette(), health=registry)
+zerodown_app = zerodown.ASGIMiddleware(
+    Starlette(), health=registry, probe_access=zerodown.ProbeAccess(version="1.0.0")
+)
 
 fastapi_health_app = FastAPI()
 fastapi_health_app.add_api_route("/readyz", fastapi_health_endpoint([database_online]))

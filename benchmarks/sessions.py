@@ -126,7 +126,8 @@ A Starlette endpoint reading one session key, and one writing it, with zerodown'
 {rows}
 
 zerodown makes one call to read (a script: HGETALL, and EXPIRE to slide the expiry) and one
-more to write only the changed keys (a script: EXISTS, HSET, EXPIRE); the commands a script
+more to write only the changed keys (a script: EXISTS, HGETALL to hold `max_size`, HSET,
+EXPIRE); the commands a script
 runs inside Redis are counted with it. starsessions rewrites the whole session on every
 request that loaded it, reads included.
 

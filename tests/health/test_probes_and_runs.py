@@ -361,38 +361,6 @@ def test_a_failing_check_backs_off() -> None:
     assert gaps[1] >= 2.0
 
 
-def test_flapping_is_damped_by_the_thresholds() -> None:
-    outcomes = iter([True, False, False, True, False, False, False, True, True, True])
-    health = Health(process_checks=False)
-    health.add(
-        Check(
-            "db",
-            lambda: next(outcomes),
-            cache_ttl=0,
-            max_backoff=0,
-            failure_threshold=3,
-            success_threshold=2,
-        )
-    )
-
-    async def main() -> list[str]:
-        app = middleware(health)
-        return [(await probe(app, "/readyz")).json()["status"] for _ in range(10)]
-
-    assert asyncio.run(main()) == [
-        "pass",
-        "warn",  # failing, not yet for 3 runs in a row
-        "warn",
-        "pass",
-        "warn",
-        "warn",
-        "fail",  # the third failure in a row
-        "fail",  # one success is not enough
-        "pass",
-        "pass",
-    ]
-
-
 def test_background_refresh_keeps_probes_off_the_dependency() -> None:
     function, calls = counted()
     health = Health(process_checks=False)

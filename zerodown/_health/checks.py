@@ -285,6 +285,7 @@ def _process_check_defaults(options: CheckOptions) -> None:
     options.setdefault("groups", (LIVENESS,))
     options.setdefault("cache_ttl", 0.0)
     options.setdefault("max_backoff", 0.0)
+    options.setdefault("component_type", "system")
 
 
 class _LagMonitor:
@@ -345,7 +346,6 @@ def event_loop_lag(
         return result
 
     _process_check_defaults(options)
-    options.setdefault("component_type", "system")
     return Check(name, check, **options)
 
 
@@ -383,5 +383,4 @@ def stuck_threads(
         return result
 
     _process_check_defaults(options)
-    options.setdefault("component_type", "system")
     return Check(name, check, **options)
