@@ -6,8 +6,8 @@
 The same data as a zerodown record (envelope included), as the raw msgspec struct (no
 envelope), as a pydantic v2 model, and as plain dicts through the stdlib json module.
 One operation is an encode plus a decode. Rounds alternate the four and the result is the
-median of each one's per-round time. Targets: within 2x of raw msgspec, at least 5x faster
-than pydantic v2, at least 3x faster than stdlib json.
+median of each one's per-round time. Targets: within 1.3x of raw msgspec (the floor), at
+least 3x faster than pydantic v2 and than stdlib json.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pydantic
 from benchmarks._report import report
 from zerodown.codec import Record, Registry
 
-ROUNDS = 21
+ROUNDS = 41
 OPS = 2_000
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 FIELDS: dict[str, object] = {
@@ -94,7 +94,8 @@ def cases_for(price_type: type, price: object) -> tuple[int, dict[str, Callable[
     return len(records.encode(zerodown_value)), cases
 
 
-def measure(cases: dict[str, Callable[[], object]]) -> dict[str, float]:
+def measure(cases: dict[str, Callable[[], object]]) -> dict[str, list[float]]:
+    """Each codec's seconds per operation in each round, the rounds rotating the order."""
     times: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
     for round_number in range(ROUNDS):
@@ -105,37 +106,48 @@ def measure(cases: dict[str, Callable[[], object]]) -> dict[str, float]:
             for _ in range(OPS):
                 operation()
             times[name].append((time.perf_counter() - started) / OPS)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
+#: What each baseline's time must be, as a multiple of zerodown's.
 TARGETS = {
-    "msgspec (raw struct)": ("within 2x", lambda ours, theirs: ours <= 2 * theirs),
-    "pydantic v2": (">= 5x faster", lambda ours, theirs: theirs >= 5 * ours),
-    "stdlib json (plain dicts)": (">= 3x faster", lambda ours, theirs: theirs >= 3 * ours),
+    "msgspec (raw struct)": ("within 1.3x", 1 / 1.3),
+    "pydantic v2": (">= 3x faster", 3.0),
+    "stdlib json (plain dicts)": (">= 3x faster", 3.0),
 }
 
 
-def table(medians: dict[str, float]) -> tuple[str, bool]:
+def paired(times: dict[str, list[float]], name: str) -> float:
+    """The median over rounds of ``name``'s time over zerodown's in the same round: the
+    machine's speed drifts between rounds by more than the differences measured here."""
+    return statistics.median(
+        theirs / ours for theirs, ours in zip(times[name], times["zerodown"], strict=True)
+    )
+
+
+def table(times: dict[str, list[float]], *, judged: bool = True) -> tuple[str, bool]:
     """The rows of one record's table, and whether every target was met."""
-    ours = medians["zerodown"]
     rows, all_met = [], True
-    for name, seconds in medians.items():
+    for name, seconds in times.items():
+        ratio = paired(times, name)
         verdict = ""
-        if name in TARGETS:
-            target, judge = TARGETS[name]
-            met = judge(ours, seconds)
+        if judged and name in TARGETS:
+            target, at_least = TARGETS[name]
+            met = ratio >= at_least
             all_met &= met
             verdict = f"{target} {'met' if met else 'MISSED'}"
-        relative = f"{seconds / ours:.2f}x zerodown's time"
-        rows.append(f"| {name} | {seconds * 1e6:.2f} us | {relative} | {verdict} |")
+        median = statistics.median(seconds)
+        rows.append(
+            f"| {name} | {median * 1e6:.2f} us | {ratio:.2f}x zerodown's time | {verdict} |"
+        )
     return "\n".join(rows), all_met
 
 
-def floor(medians: dict[str, float]) -> str:
-    raw = medians["msgspec (raw struct)"]
+def floor(times: dict[str, list[float]]) -> str:
+    raw = paired(times, "msgspec (raw struct)")
     return (
-        f"{medians['pydantic v2'] / raw:.1f}x faster than pydantic v2 and "
-        f"{medians['stdlib json (plain dicts)'] / raw:.1f}x faster than stdlib json"
+        f"{paired(times, 'pydantic v2') / raw:.1f}x faster than pydantic v2 and "
+        f"{paired(times, 'stdlib json (plain dicts)') / raw:.1f}x faster than stdlib json"
     )
 
 
@@ -147,27 +159,30 @@ def main() -> int:
     decimal_size, decimal_cases = cases_for(decimal.Decimal, decimal.Decimal("19.99"))
     cents, decimals = measure(cents_cases), measure(decimal_cases)
     cents_rows, met = table(cents)
-    decimal_rows, _ = table(decimals)
+    decimal_rows, _ = table(decimals, judged=False)
     header = "| codec | per encode + decode | relative | target |\n|---|---|---|---|"
     body = f"""## Versioned records (`benchmarks/codec.py`)
 
 Encode + decode of a session record of {size} bytes (JSON, envelope included): a user id
 (UUID), a timestamp, locale, roles, flags, a CSRF token and a cart of 8 items, each with a
-price in cents and a timestamp. Median of {ROUNDS} alternating rounds of {OPS:,} operations
-each.
+price in cents and a timestamp. {ROUNDS} rounds of {OPS:,} operations of each codec, the
+order rotating; the time column is each codec's median, the relative column the median of
+its per-round ratio to zerodown's (paired, as the machine's speed drifts between rounds).
 
 {header}
 {cents_rows}
 
 The raw msgspec struct is the floor: the same data without the envelope or the version
-bookkeeping. The stdlib json row does less work than the others (no types: it returns
-plain dicts). The target against pydantic v2 (5x) asks for more than the floor itself
-reaches: raw msgspec is {floor(cents)} on this record, so no msgspec-based codec, which
-can only add work to raw msgspec, can be 5x faster than pydantic v2 here.
+bookkeeping, so the first target says what the envelope, the version checks (a crafted
+version is refused before anything loops) and the read counts cost. The stdlib json row
+does less work than the others (no types: it returns plain dicts). Raw msgspec is
+{floor(cents)} on this record; an earlier target of 5x against pydantic v2 asked for more
+than that floor, which no msgspec-based codec can pass, and was replaced by this one.
+The targets are judged on this record.
 
 The same record with `Decimal` prices ({decimal_size} bytes), where every codec calls
 Python's `Decimal` for each price and the differences shrink (raw msgspec is
-{floor(decimals)}):
+{floor(decimals)}); shown for scale, not judged:
 
 {header}
 {decimal_rows}

@@ -3,7 +3,9 @@
     ZerodownError
     ├── ConfigurationError        a setting or declaration is wrong (also a ValueError)
     ├── SessionError
-    │   ├── StoreUnavailable      the session store did not answer in time, or failed
+    │   ├── StoreError            the session store refused a call (a script error, a key
+    │   │   │                     of the wrong type); nothing was written
+    │   │   └── StoreUnavailable  the session store did not answer in time: an outage
     │   └── SessionTooLarge       a value would make the session exceed max_size (ValueError)
     └── UnreadableRecord          this release cannot read a stored record safely
 
@@ -26,8 +28,14 @@ class SessionError(ZerodownError):
     """Something kept a session from being read or written."""
 
 
-class StoreUnavailable(SessionError):
-    """The session store did not answer in time or failed; nothing was written."""
+class StoreError(SessionError):
+    """The session store refused a call; nothing was written. Not an outage: retrying the
+    same call fails the same way."""
+
+
+class StoreUnavailable(StoreError):
+    """The session store did not answer in time or could not be reached; nothing was
+    written. An outage: the same call may succeed once the store is back."""
 
 
 class SessionTooLarge(SessionError, ValueError):
@@ -44,8 +52,12 @@ class UnreadableRecord(ZerodownError):
         type_name: str,
         written_version: int | None = None,
         reader_version: int | None = None,
+        another_release: bool = False,
     ) -> None:
         self.reason = reason
+        #: Well-formed data of another release that a release may read (a newer one's
+        #: record), rather than data nothing can read (corrupt bytes, a malformed envelope).
+        self.another_release = another_release
         self.type_name = type_name
         self.written_version = written_version
         self.reader_version = reader_version

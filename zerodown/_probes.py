@@ -290,11 +290,14 @@ def answer_probe(
     body.update(access.identity())
     if request.check_name is None:
         body["phase"] = phase.value
-    verbose = bool(_query_values(request.query_string, "verbose") - {"0", "false", "no"})
+    authorized = access.authorizes(request.authorization, request.client_host)
+    # Without authorization ?verbose is ignored: the body is the plain probe's.
+    asked = bool(_query_values(request.query_string, "verbose") - {"0", "false", "no"})
+    verbose = asked and authorized
     loads = lifecycle.process_loads() if verbose or phase is Phase.DRAINING else []
     if request.check_name is None and loads:
         body["inFlight"] = sum(load.in_flight for load in loads)
-    if access.authorizes(request.authorization, request.client_host):
+    if authorized:
         if report.results and (verbose or report.status != "pass"):
             body["checks"] = {check.name: [_check_body(check, r)] for check, r in report.results}
         if verbose and request.check_name is None:

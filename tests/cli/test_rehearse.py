@@ -136,6 +136,11 @@ def test_an_app_without_zerodown_is_refused_with_what_to_do(tmp_path: Path) -> N
         (["a:b", "--canary-steps", "ten"], "expected percentages"),
         (["a:b", "--env", "NOEQUALS"], "expected KEY=VALUE"),
         (["--command", "uvicorn a:b"], "must contain {port}"),
+        # A line break would add a rule to HAProxy's configuration (and one `haproxy -c`
+        # accepts): every value that reaches a generated config is refused unless it fits.
+        (["a:b", "--fast-path", "/\n    http-request return status 200"], "--fast-path"),
+        (["a:b", "--slow-path", "/slow ms=300"], "printable ASCII without spaces"),
+        (["a:b", "--fast-path", "health"], "must start with '/'"),
     ],
 )
 @pytest.mark.servers

@@ -100,12 +100,16 @@ def test_details_need_the_token_or_an_allowed_loopback_client() -> None:
         health.add(Check("db", lambda: {"observedValue": 3, "observedUnit": "ms"}))
         access = ProbeAccess(token=TOKEN, version="2.4.1", release_id="r42")
         app = middleware(health, probe_access=access)
-        plain = {"status": "pass", "version": "2.4.1", "releaseId": "r42", "phase": "ready"}
-        assert (await probe(app, "/readyz", query=b"verbose")).json() == {**plain, "inFlight": 0}
-        assert (await probe(app, "/readyz", query=b"verbose", token="wrong")).json() == {
-            **plain,
-            "inFlight": 0,
-        }
+        plain_identity = {"version": "2.4.1", "releaseId": "r42"}
+        plain = {"status": "pass", **plain_identity, "phase": "ready"}
+        # Without authorization ?verbose is ignored: the body is the plain probe's.
+        assert (await probe(app, "/readyz", query=b"verbose")).json() == plain
+        assert (await probe(app, "/readyz", query=b"verbose", token="wrong")).json() == plain
+        assert (await probe(app, "/readyz/db")).json() == {"status": "pass", **plain_identity}
+        for scheme in ("bearer", "BEARER", "Bearer"):  # RFC 9110: schemes are case-insensitive
+            scope = http_scope("/readyz", query=b"verbose")
+            scope["headers"].append((b"authorization", f"{scheme}  {TOKEN}".encode()))
+            assert "checks" in (await call(app, scope)).json(), scheme
         body = (await probe(app, "/readyz", query=b"verbose", token=TOKEN)).json()
         check = body["checks"]["db"][0]
         assert check["observedValue"] == 3

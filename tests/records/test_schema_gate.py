@@ -205,3 +205,34 @@ def test_an_added_enum_value_breaks_only_a_required_field(tmp_path: Path) -> Non
         "'cart' against locked version 1: enum Kind: added values ['c'], but Cart.kind is "
         "required, so older readers fail on them; give it a default"
     ]
+
+
+class Card(Record, tag="card", tag_field="type"):
+    last4: str = ""
+
+
+class Bank(Record, tag="bank", tag_field="type"):
+    iban: str = ""
+
+
+def payments(version: int, pay: Any, default: Any = msgspec.NODEFAULT) -> Registry:
+    spec = [("pay", pay)] if default is msgspec.NODEFAULT else [("pay", pay, default)]
+    order = msgspec.defstruct("Order", spec, bases=(Record,), kw_only=True)
+    registry = Registry()
+    registry.record("order", version=version)(order)
+    return registry
+
+
+def test_a_union_variant_may_be_added_where_the_field_has_a_default(tmp_path: Path) -> None:
+    # Older readers keep a variant they do not know, written back as it was (records.md).
+    with_default = tmp_path / "default.lock.json"
+    lock_schemas(payments(1, Card | None, None), with_default)
+    assert problems_after(with_default, payments(2, Card | Bank | None, None)) == []
+    # Without a default they cannot read it.
+    required = tmp_path / "required.lock.json"
+    lock_schemas(payments(1, Card | None), required)
+    (problem,) = problems_after(required, payments(2, Card | Bank | None))
+    assert "added union variants ['Bank'], but it is required" in problem
+    # Taking a variant away is a type change either way.
+    (problem,) = problems_after(with_default, payments(2, Bank | None, None))
+    assert "type changed" in problem

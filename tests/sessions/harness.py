@@ -84,6 +84,20 @@ def make_app(gates: Gates, cart_type: type[Any] | None = None) -> Starlette:
         await request.session.load()
         return JSONResponse(dict(request.session.items()))
 
+    async def flash_logout(request: Request) -> Response:
+        request.session.invalidate()
+        request.session["flash"] = "you are logged out"
+        return Response("bye")
+
+    async def public(request: Request) -> Response:
+        request.session["seen"] = "yes"
+        return Response("cached", headers={"Cache-Control": "public, max-age=60"})
+
+    async def many(request: Request) -> Response:
+        for number in range(int(request.query_params["n"])):
+            request.session[f"key{number}"] = number
+        return Response("ok")
+
     async def socket(websocket: WebSocket) -> None:
         await websocket.accept()
         websocket.session["seen"] = websocket.session.get("user", "nobody")
@@ -100,6 +114,9 @@ def make_app(gates: Gates, cart_type: type[Any] | None = None) -> Starlette:
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
             Route("/cart/add", add_to_cart, methods=["POST"]),
+            Route("/flash-logout", flash_logout, methods=["POST"]),
+            Route("/public", public),
+            Route("/many", many, methods=["POST"]),
         ]
     )
 
@@ -136,18 +153,42 @@ def calls_between(before: dict[str, int], after: dict[str, int]) -> dict[str, in
 
 
 def stored(server: Service) -> dict[bytes, dict[bytes, bytes]]:
+    """Every stored session's fields, without zerodown's own (their names start with NUL)."""
     connection = redis_py.Redis.from_url(server.url)
-    return {key: connection.hgetall(key) for key in connection.keys(f"{PREFIX}*")}
+    return {
+        key: {k: v for k, v in connection.hgetall(key).items() if not k.startswith(b"\x00")}
+        for key in connection.keys(f"{PREFIX}*")
+    }
 
 
 def run(coroutine: Callable[[], Any]) -> Any:
     return asyncio.run(coroutine())
 
 
-def flask_client(store: SessionStore, **options: Any) -> httpx.Client:
+def flask_client(
+    store: SessionStore, *, stall: Callable[[], None] | None = None, **options: Any
+) -> httpx.Client:
+    """A Flask app on zerodown's sessions; ``/stall/...`` calls ``stall()`` after the session
+    was read and before the response starts, so that the save meets a stalled store."""
     from flask import Flask, jsonify, request, session
 
     app = Flask(__name__)
+
+    @app.post("/stall/set")
+    def stall_then_set() -> Any:
+        session["user"] = session.get("user", "")  # read it first, change it after the stall
+        assert stall is not None
+        stall()
+        session["user"] = request.args["value"]
+        return jsonify(dict(session.items()))
+
+    @app.post("/stall/logout")
+    def stall_then_logout() -> Any:
+        session.get("user")
+        assert stall is not None
+        stall()
+        session.invalidate()  # type: ignore[attr-defined]
+        return "logged out"
 
     @app.get("/get")
     def get() -> Any:

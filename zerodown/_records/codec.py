@@ -9,6 +9,7 @@ are never touched. Nothing here unpickles anything.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +28,11 @@ R = TypeVar("R", bound="Record")
 
 #: Payloads larger than this are refused before parsing (a session is a few KB).
 DEFAULT_MAX_PAYLOAD_SIZE = 1 << 20
+_BYTES = (bytes, bytearray, memoryview)
+#: How many versions past its own a registry counts reads of one by one.
+COUNTED_NEWER_VERSIONS = 16
+#: The version under which reads of records from further ahead are counted.
+NEWER_VERSIONS = -1
 _KEPT = "_zerodown_kept"
 _OPAQUE = "_zerodown_opaque"
 _ENVELOPE = "_zerodown_envelope"
@@ -90,7 +96,10 @@ class Registry:
         self.max_size = max_size
         self._by_class: dict[type[Record], RecordType] = {}
         self._by_name: dict[str, RecordType] = {}
-        self._reads: Counter[tuple[str, int]] = Counter()
+        # Each thread counts its reads in a dict of its own, with no lock on the decode path;
+        # ``reads`` adds them up.
+        self._thread_reads = threading.local()
+        self._read_tables: list[dict[tuple[str, int], int]] = []
         self._reads_lock = threading.Lock()
         telemetry.watch_registry(self)
         modules = {"json": msgspec.json, "msgpack": msgspec.msgpack}
@@ -100,7 +109,14 @@ class Registry:
         self._encode: Callable[[Any], bytes] = self._module.Encoder().encode
         self._decode_any: Callable[[bytes], Any] = self._module.Decoder().decode
         self._envelope: Callable[[bytes], _Envelope] = self._module.Decoder(_Envelope).decode
+        self._tail = b"}" if format == "json" else b""
         self._typed: dict[type[Record], Callable[[bytes], _TypedEnvelope[Any]]] = {}
+        #: Per class, the encoded envelope up to its data, for the common write (this
+        #: version's shape, nothing kept): the data's encoding is appended to it.
+        self._heads: dict[type[Record], bytes] = {}
+        #: Per class, reads of its own version: ``next()`` on a count is one atomic call,
+        #: which the common read can afford where a lock or a thread-local cannot.
+        self._current_reads: dict[type[Record], itertools.count[int]] = {}
 
     # -- declaring -----------------------------------------------------------------------
 
@@ -127,6 +143,8 @@ class Registry:
             self._by_class[cls] = record_type
             self._by_name[name] = record_type
             self._typed[cls] = self._module.Decoder(_TypedEnvelope[cls]).decode  # type: ignore[valid-type]
+            self._heads[cls] = self._envelope_head(name, version, lowest)
+            self._current_reads[cls] = itertools.count()
             return cls
 
         return register
@@ -188,13 +206,23 @@ class Registry:
     def reads(self) -> dict[tuple[str, int], int]:
         """How many payloads of each (name, written version) were read since start."""
         with self._reads_lock:
-            return dict(self._reads)
+            tables = list(self._read_tables)
+        total: Counter[tuple[str, int]] = Counter()
+        for table in tables:
+            total.update(table.copy())
+        for cls, count in self._current_reads.items():
+            record_type = self._by_class[cls]
+            # A count's repr is "count(N)", N the next value: the reads so far.
+            read = int(repr(count)[6:-1])
+            if read:
+                total[(record_type.name, record_type.version)] += read
+        return dict(total)
 
     # -- encoding ------------------------------------------------------------------------
 
     def encode(self, record: Record) -> bytes:
-        record_type = self.describe(type(record))
-        kept = record.__dict__.get(_ENVELOPE)
+        record_type = self._by_class.get(type(record)) or self.describe(type(record))
+        kept = getattr(record, _ENVELOPE, None)  # reading __dict__ would create it
         write_version = record_type.write_version
         if write_version is not None and write_version < record_type.version:
             data = _with_kept(record, msgspec.to_builtins(record))
@@ -207,10 +235,17 @@ class Registry:
             data = _with_kept(record, msgspec.to_builtins(record))
             envelope = _EnvelopeOut(record_type.name, version, min_reader, data)
         else:
-            envelope = _EnvelopeOut(
-                record_type.name, record_type.version, record_type.min_reader, record
-            )
+            return b"".join((self._heads[type(record)], self._encode(record), self._tail))
         return self._encode(envelope)
+
+    def _envelope_head(self, name: str, version: int, min_reader: int) -> bytes:
+        """The bytes of an envelope before its data, as the encoder writes them."""
+        marker = self._encode(_EnvelopeOut(name, version, min_reader, None))
+        # Both formats end the envelope with the data's encoding (JSON then closes it).
+        null = self._encode(None)
+        head = marker[: len(marker) - len(null) - len(self._tail)]
+        assert head + null + self._tail == marker
+        return head
 
     # -- decoding ------------------------------------------------------------------------
 
@@ -226,14 +261,16 @@ class Registry:
             raise UnreadableRecord(f"not a zerodown record: {error}", type_name="?") from None
         record_type = self._by_name.get(name)
         if record_type is None:
-            raise UnreadableRecord("no record of that name is registered here", type_name=name)
+            raise UnreadableRecord(
+                "no record of that name is registered here", type_name=name, another_release=True
+            )
         return self.decode(payload, record_type.cls)
 
     def decode(self, payload: bytes, cls: type[R]) -> R:
         """Read ``payload`` as a ``cls``; raises :class:`UnreadableRecord`, nothing else."""
-        record_type = self.describe(cls)
+        record_type = self._by_class.get(cls) or self.describe(cls)
         name = record_type.name
-        if not isinstance(payload, bytes | bytearray | memoryview):
+        if not isinstance(payload, _BYTES):
             raise UnreadableRecord(f"expected bytes, got {type(payload).__name__}", type_name=name)
         if len(payload) > self.max_size:
             raise UnreadableRecord(
@@ -244,14 +281,28 @@ class Registry:
         except (ValueError, RecursionError):
             pass  # another version's shape, or not a record: the general path says which
         else:
-            if typed.v == record_type.version and typed.t == name:
-                self._count_read(name, typed.v)
+            if typed.v == record_type.version and typed.t == name and 1 <= typed.r <= typed.v:
+                next(self._current_reads[cls])
                 return typed.d  # type: ignore[no-any-return]
         try:
             envelope = self._envelope(payload)
         except (ValueError, RecursionError) as error:  # msgspec.DecodeError, bad UTF-8
             raise UnreadableRecord(f"not a zerodown record: {error}", type_name=name) from None
         written, reader = envelope.v, record_type.version
+        if not 1 <= envelope.r <= written:
+            # Checked before anything loops over versions: the numbers are the writer's.
+            raise UnreadableRecord(
+                f"a malformed envelope: version {written}, readers from version {envelope.r}",
+                type_name=name,
+            )
+        oldest = min(record_type.upcasters, default=1)
+        if written < oldest:
+            raise UnreadableRecord(
+                f"version {written} is older than the oldest this release upcasts from ({oldest})",
+                type_name=name,
+                written_version=written,
+                reader_version=reader,
+            )
         if envelope.t != name:
             raise UnreadableRecord(
                 f"it is a {envelope.t!r} record", type_name=name, written_version=written
@@ -262,8 +313,12 @@ class Registry:
                 type_name=name,
                 written_version=written,
                 reader_version=reader,
+                another_release=True,
             )
-        self._count_read(name, written)
+        # The version is the writer's word: one far ahead of ours is counted under
+        # NEWER_VERSIONS, so a crafted payload cannot add a key per number it makes up.
+        counted = NEWER_VERSIONS if written > reader + COUNTED_NEWER_VERSIONS else written
+        self._count_read((name, counted))
         try:
             data = self._decode_any(envelope.d)
             if not isinstance(data, dict):
@@ -273,16 +328,19 @@ class Registry:
                     written_version=written,
                     reader_version=reader,
                 )
-            for version in range(written, reader):
-                upcast = record_type.upcasters.get(version)
-                if upcast is not None:
-                    data = _upcast(upcast, data, version)
+            for version in sorted(v for v in record_type.upcasters if written <= v < reader):
+                data = _upcast(record_type.upcasters[version], data, version)
             record = _build(cls, data, path=name)
         except _Unreadable as error:
+            # What a newer release wrote, that release reads; older data is this one's to read.
             raise UnreadableRecord(
-                error.reason, type_name=name, written_version=written, reader_version=reader
+                error.reason,
+                type_name=name,
+                written_version=written,
+                reader_version=reader,
+                another_release=written > reader,
             ) from None
-        except (ValueError, RecursionError) as error:  # msgspec.DecodeError, bad UTF-8
+        except (ValueError, TypeError, RecursionError) as error:  # msgspec errors, bad UTF-8
             raise UnreadableRecord(
                 f"corrupt data: {error}",
                 type_name=name,
@@ -298,9 +356,14 @@ class Registry:
             record.__dict__[_ENVELOPE] = (reader, record_type.min_reader)
         return record
 
-    def _count_read(self, name: str, version: int) -> None:
-        with self._reads_lock:
-            self._reads[(name, version)] += 1
+    def _count_read(self, key: tuple[str, int]) -> None:
+        try:
+            table: dict[tuple[str, int], int] = self._thread_reads.table
+        except AttributeError:
+            table = self._thread_reads.table = {}
+            with self._reads_lock:
+                self._read_tables.append(table)
+        table[key] = table.get(key, 0) + 1
 
 
 def _upcast(upcast: Upcaster, data: dict[str, Any], version: int) -> dict[str, Any]:
@@ -398,16 +461,24 @@ def _record_variants(annotation: Any) -> dict[Any, type[Record]] | None:
 
 
 def _build_variant(variants: dict[Any, type[Record]], raw: Any, path: str) -> Record:
+    """The variant ``raw`` names by its tag; :class:`_Unreadable` for one this release does
+    not know (a newer release's), so that the field falls back and keeps ``raw`` as it is.
+
+    ``A | None`` has one variant; when ``A`` is tagged, a dict with another tag is still
+    another variant, not an ``A``.
+    """
     if not isinstance(raw, dict):
         raise _Unreadable(f"{path} should be an object, got {type(raw).__name__}")
-    if None in variants:
+    config = next(iter(variants.values())).__struct_config__
+    if config.tag_field is None:  # an untagged A | None: any object is an A
         return _build(variants[None], raw, path=path)
-    tag_field = next(iter(variants.values())).__struct_config__.tag_field
-    tag = raw.get(tag_field)
-    variant = variants.get(tag)
+    tag = raw.get(config.tag_field, config.tag if None in variants else None)
+    if not isinstance(tag, str | int) or isinstance(tag, bool):
+        raise _Unreadable(f"{path} has a tag of type {type(tag).__name__}, not a str or int")
+    variant = variants.get(None) if None in variants and tag == config.tag else variants.get(tag)
     if variant is None:
         raise _Unreadable(f"{path} is a {tag!r}, a variant this release does not know")
-    return _build(variant, {k: v for k, v in raw.items() if k != tag_field}, path=path)
+    return _build(variant, {k: v for k, v in raw.items() if k != config.tag_field}, path=path)
 
 
 def _holds_records(annotation: Any) -> bool:

@@ -210,7 +210,16 @@ def _field_differences(struct: str, old: dict[str, Any], new: dict[str, Any]) ->
             if before["required"]:
                 texts.append(f"{where}: removed, but it had no default, so older readers fail")
             continue
-        if before["type"] != after["type"]:
+        added = _added_variants(before["type"], after["type"])
+        if added is not None:
+            # Older readers keep a variant they do not know when the field has a default to
+            # fall back on, and write it back as it was; without one they cannot read it.
+            if after["required"]:
+                texts.append(
+                    f"{where}: added union variants {added}, but it is required, so older "
+                    "readers fail on them; give it a default"
+                )
+        elif before["type"] != after["type"]:
             texts.append(f"{where}: type changed from {before['type']} to {after['type']}")
         elif (
             before.get("default") != after.get("default") or before["required"] != after["required"]
@@ -223,6 +232,17 @@ def _field_differences(struct: str, old: dict[str, Any], new: dict[str, Any]) ->
                 "stays readable"
             )
     return texts
+
+
+def _added_variants(before: str, after: str) -> list[str] | None:
+    """The records a union field gained, when that is its only change; None otherwise."""
+    if "[" in before or "[" in after:  # a union inside a container: judged as a whole
+        return None
+    old, new = set(before.split(" | ")), set(after.split(" | "))
+    gained = sorted(new - old)
+    if old - new or not gained or not all(member.startswith("record:") for member in gained):
+        return None
+    return [member.removeprefix("record:") for member in gained]
 
 
 def _default(field: dict[str, Any]) -> str:

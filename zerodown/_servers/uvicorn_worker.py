@@ -51,28 +51,44 @@ class _WorkerServer(Server):
         super().__init__(config)
         self._worker = worker
         self._configured_drain = config.timeout_graceful_shutdown
-        self._recycling_since: float | None = None
+        #: Why this worker is to retire, once gunicorn replaces it (read on the loop).
+        self._retire_because: str | None = None
+        self._retiring_since: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGINT:
             self.quick_stop()
             return
+        replaced = sig == signal.SIGTERM and not get_lifecycle().is_draining
+        if replaced and self._retire_because is None and not self.should_exit:
+            # gunicorn stops this worker while the service stays up (a HUP reload, fewer
+            # workers): uvicorn would close every idle kept-alive connection now, racing the
+            # proxy about to send on one. Retire first, as for max_requests. A second
+            # SIGTERM, or one while the instance drains, stops at once.
+            self._retire_because = "the gunicorn master replaces this worker (SIGTERM)"
+            return
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
+        if self._retiring_since is None and self._retire_because is not None:
+            self._retire(self._retire_because)
+        if self._retiring_since is not None:
+            await super().on_tick(counter)  # its own answer is max_requests', met already
+            waited = time.monotonic() - self._retiring_since
+            return self.should_exit or not self.server_state.connections or waited >= RECYCLE_WINDOW
         if not await super().on_tick(counter) or self.should_exit:
             return self.should_exit
-        # max_requests reached: uvicorn would close every idle kept-alive connection now,
-        # racing clients about to send on them. Stop accepting (the other workers share the
-        # listener) and retire, then stop once every connection left on a response, or
-        # when the window is over.
-        if self._recycling_since is None:
-            self._recycling_since = time.monotonic()
-            for server in self.servers:
-                server.close()
-            get_lifecycle().server.start_retiring("max_requests reached; the worker is recycled")
-        waited = time.monotonic() - self._recycling_since
-        return not self.server_state.connections or waited >= RECYCLE_WINDOW
+        self._retire("max_requests reached; the worker is recycled")
+        return not self.server_state.connections
+
+    def _retire(self, reason: str) -> None:
+        """Stop accepting (the other workers share the listener) and close each connection
+        after its next response; the main loop stops once every connection left, or when
+        the window is over."""
+        self._retiring_since = time.monotonic()
+        for server in self.servers:
+            server.close()
+        get_lifecycle().server.start_retiring(reason)
 
     def quick_stop(self) -> None:
         """gunicorn's QUIT/INT meaning: exit at once, without draining or lifespan shutdown."""
@@ -81,9 +97,15 @@ class _WorkerServer(Server):
         self.force_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Computed now: the app registers its shutdown callbacks after the worker started.
+        # Computed now: the app registers its shutdown callbacks after the worker started,
+        # and the time spent retiring counts against gunicorn's deadline too.
+        retired_for = (
+            0.0 if self._retiring_since is None else time.monotonic() - self._retiring_since
+        )
         self.config.timeout_graceful_shutdown = drain_bound(
-            float(self._worker.cfg.graceful_timeout), get_lifecycle(), self._configured_drain
+            float(self._worker.cfg.graceful_timeout) - retired_for,
+            get_lifecycle(),
+            self._configured_drain,
         )
         await super().shutdown(sockets)
 
@@ -93,7 +115,11 @@ class UvicornWorker(_UpstreamWorker):  # type: ignore[misc]
 
     - uvicorn's drain bounded by ``graceful_timeout`` minus the shutdown callbacks' budget,
       so the lifespan shutdown and the callbacks run before the master's SIGKILL;
-    - QUIT and INT as a quick stop, as for gunicorn's own workers.
+    - QUIT and INT as a quick stop, as for gunicorn's own workers;
+    - a worker that reached ``max_requests``, or that gunicorn replaces (HUP), retires for
+      up to ``RECYCLE_WINDOW`` s before it stops: no new connections, ``Connection: close``
+      on every response, so that kept-alive clients leave on a response instead of finding
+      their idle connection closed under them.
     """
 
     cfg: Any
@@ -103,6 +129,11 @@ class UvicornWorker(_UpstreamWorker):  # type: ignore[misc]
         self.config.app = self.wsgi
         server = _WorkerServer(self.config, self)
         asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, server.quick_stop)
-        await server.serve(sockets=self.sockets)
+        # The sockets themselves, not gunicorn's wrappers of them: uvloop detaches a socket
+        # it closes, but closes a wrapper's socket a second time once libuv closed its
+        # descriptor (gunicorn logs "Bad file descriptor"), and a descriptor another thread
+        # opened in between would be closed under it.
+        listeners = [getattr(listener, "sock", listener) for listener in self.sockets]
+        await server.serve(sockets=listeners)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)

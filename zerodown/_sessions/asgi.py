@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .._errors import StoreUnavailable
+from .._errors import StoreError, StoreUnavailable
 from .._types import ASGIApp, Message, Receive, Scope, Send
 from .contract import SessionStore
-from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
+from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig, session_headers
 from .session import LazySession, Session, storage_key
 from .stores import store_or_memory
 
@@ -44,8 +44,8 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         header = b"; ".join(value for name, value in scope["headers"] if name == b"cookie")
-        session_id = self.config.cookie_id(header.decode("latin-1"))
-        session = LazySession(load_async=lambda: self._open(session_id))
+        verified = self.config.read_cookie(header.decode("latin-1"))
+        session = LazySession(load_async=lambda: self._open(verified))
         if not self.lazy:
             try:
                 await session.load()
@@ -60,29 +60,34 @@ class SessionMiddleware:
         await self.app(scope, receive, send)
         loaded = session.loaded
         if loaded is not None and loaded.id is not None and loaded.dirty:
-            with contextlib.suppress(StoreUnavailable):  # the store logged the incident
-                await self._save(loaded)
+            plan = self.config.plan_save(loaded)
+            with contextlib.suppress(StoreError):  # the store logged it
+                await self.store.apply(plan, self.config.max_age)
 
-    async def _open(self, session_id: str | None) -> Session:
+    async def _open(self, verified: tuple[str, bool] | None) -> Session:
+        if verified is None:
+            return self.config.open(None, None, unavailable=False)
+        session_id, signed_with_old_secret = verified
         stored, unavailable = None, False
-        if session_id is not None:
-            try:
-                stored = await self.store.load(storage_key(session_id), self.config.max_age)
-            except StoreUnavailable:
-                unavailable = True
-        return self.config.open(session_id, stored, unavailable=unavailable)
+        try:
+            stored = await self.store.load(storage_key(session_id), self.config.max_age)
+        except StoreError:
+            unavailable = True
+        return self.config.open(
+            session_id,
+            stored,
+            unavailable=unavailable,
+            signed_with_old_secret=signed_with_old_secret,
+        )
 
-    async def _save(self, session: Session) -> str | None:
-        """Write the session's changes; the Set-Cookie value to send, if any."""
-        plan = self.config.plan_save(session)
-        outcome = await self.store.apply(plan, self.config.max_age)
-        return self.config.cookie_after(plan, outcome)
-
-    async def _refuse(self, send: Send, *, websocket: bool) -> None:
+    async def _refuse(self, send: Send, *, websocket: bool, cookie: str | None = None) -> None:
         if websocket:
             await send({"type": "websocket.close", "code": 1013})  # try again later
             return
-        await send({"type": "http.response.start", "status": 503, "headers": _REFUSAL_HEADERS})
+        headers = _REFUSAL_HEADERS
+        if cookie is not None:
+            headers = [*headers, (b"set-cookie", cookie.encode("latin-1"))]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
 
     def _sender(self, session: LazySession, send: Send) -> Send:
@@ -91,17 +96,21 @@ class SessionMiddleware:
         async def send_with_session(message: Message) -> None:
             nonlocal refused
             if message["type"] == "http.response.start" and session.loaded is not None:
+                plan = self.config.plan_save(session.loaded)
                 try:
-                    cookie = await self._save(session.loaded)
-                except StoreUnavailable:
-                    if self.config.on_unavailable == "fail":
+                    outcome = await self.store.apply(plan, self.config.max_age)
+                except StoreError:
+                    if self.config.refuses(plan):
                         refused = True
-                        await self._refuse(send, websocket=False)
+                        await self._refuse(
+                            send, websocket=False, cookie=self.config.refusal_cookie(plan)
+                        )
                         return
                     cookie = None
-                if cookie is not None:
-                    headers = [*message.get("headers", ()), (b"set-cookie", cookie.encode())]
-                    message = {**message, "headers": headers}
+                else:
+                    cookie = self.config.cookie_after(plan, outcome)
+                headers = session_headers(message.get("headers", ()), cookie, read=True)
+                message = {**message, "headers": headers}
             elif refused:
                 return
             await send(message)

@@ -50,7 +50,7 @@ class Save:
 
     key: str
     changed: Mapping[str, bytes]
-    cookie: str
+    cookie: str | None
     max_size: int
     removed: frozenset[str] = field(default_factory=frozenset)
     new: bool = False
@@ -87,4 +87,4 @@ class SessionStore(Protocol):
 
 def size_of(fields: Mapping[str, bytes]) -> int:
     """A session's size as ``max_size`` counts it: its field names and values."""
-    return sum(len(name) + len(value) for name, value in fields.items())
+    return sum(len(name.encode()) + len(value) for name, value in fields.items())

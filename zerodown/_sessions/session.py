@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ import msgspec
 
 from .._errors import ConfigurationError, SessionTooLarge, UnreadableRecord
 from .._records.codec import Record, Registry
+from .contract import size_of
 
 #: Bytes of randomness in a session id (256 bits).
 ID_BYTES = 32
@@ -25,6 +27,13 @@ DEFAULT_MAX_SESSION_SIZE = 64 * 1024
 # A stored value's first byte says how the rest is encoded.
 _PLAIN = b"j"  # msgspec JSON of plain data
 _RECORD = b"r"  # a zerodown.codec record envelope
+
+#: Field names of zerodown's own, beside the app's keys: a key cannot start with NUL.
+RESERVED_PREFIX = "\x00"
+#: ``time.time()`` when the session began: its absolute lifetime counts from there.
+CREATED = "\x00created"
+#: ``time.time()`` when its cookie was last sent: it is sent again past half its Max-Age.
+COOKIE_SENT = "\x00cookie_sent"
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -59,12 +68,19 @@ class Signer:
 
     def verify(self, cookie: str) -> str | None:
         """The id in a cookie value; None when it is forged or malformed."""
+        verified = self.verify_key(cookie)
+        return None if verified is None else verified[0]
+
+    def verify_key(self, cookie: str) -> tuple[str, bool] | None:
+        """The id in a cookie value and whether the first secret signed it; None when it
+        is forged or malformed (any string at all: cookies are the client's)."""
         session_id, dot, signature = cookie.rpartition(".")
-        if not dot or not _is_session_id(session_id):
+        if not dot or not _is_session_id(session_id) or not signature.isascii():
             return None
-        for key in self._keys:
-            if hmac.compare_digest(signature, self._signature(key, session_id)):
-                return session_id
+        given = signature.encode()
+        for index, key in enumerate(self._keys):
+            if hmac.compare_digest(given, self._signature(key, session_id).encode()):
+                return session_id, index == 0
         return None
 
     @staticmethod
@@ -79,7 +95,7 @@ def new_session_id() -> str:
 
 def _is_session_id(value: str) -> bool:
     # token_urlsafe(32) gives 43 characters of the URL-safe base64 alphabet.
-    return len(value) == 43 and all(c.isalnum() or c in "-_" for c in value)
+    return len(value) == 43 and value.isascii() and all(c.isalnum() or c in "-_" for c in value)
 
 
 def storage_key(session_id: str) -> str:
@@ -112,11 +128,13 @@ def decode_value(stored: bytes, records: Registry | None) -> Any:
     if kind == _PLAIN:
         try:
             return _json_decode(payload)
-        except msgspec.DecodeError as error:
+        except (ValueError, RecursionError) as error:  # msgspec.DecodeError, too deep
             raise UnreadableRecord(f"malformed JSON: {error}", type_name="session value") from None
     if kind == _RECORD:
         if records is None:
-            raise UnreadableRecord("no records registry is configured", type_name="?")
+            raise UnreadableRecord(
+                "no records registry is configured", type_name="?", another_release=True
+            )
         return records.decode_registered(payload)
     raise UnreadableRecord("not written by zerodown's sessions", type_name="session value")
 
@@ -130,6 +148,9 @@ class Session(MutableMapping[str, Any]):
     Assign to save: ``session["cart"] = cart``. A value changed in place (``session["cart"]
     .append(x)``) is not seen; call :meth:`mark_changed` for it. Values are JSON data or
     :class:`zerodown.codec.Record` instances (version-skew safe).
+
+    ``claimed_id`` is the id of the request's cookie when it led to no usable session (the
+    store was down, or held what this release cannot use): a logout still deletes it.
     """
 
     def __init__(
@@ -140,6 +161,8 @@ class Session(MutableMapping[str, Any]):
         records: Registry | None,
         max_size: int,
         writable: bool = True,
+        claimed_id: str | None = None,
+        signed_with_old_secret: bool = False,
     ) -> None:
         self.id = session_id
         self._records = records
@@ -149,11 +172,29 @@ class Session(MutableMapping[str, Any]):
         self._changed: dict[str, bytes] = {}
         self._removed: set[str] = set()
         self.writable = writable
+        self.claimed_id = claimed_id
+        self.signed_with_old_secret = signed_with_old_secret
         self.regenerated_from: str | None = None
         self.invalidated = False
         # Decoded up front so that an unreadable value fails the load, not a later access.
         for key, payload in self._stored.items():
-            self._values[key] = decode_value(payload, records)
+            if not key.startswith(RESERVED_PREFIX):
+                self._values[key] = decode_value(payload, records)
+
+    def stamp(self, name: str) -> float | None:
+        """One of zerodown's own times (:data:`CREATED`, :data:`COOKIE_SENT`), if stored."""
+        payload = self._changed.get(name, self._stored.get(name))
+        if payload is None or payload[:1] != _PLAIN or len(payload) > 32:
+            return None
+        try:  # a JSON number, and nothing else: the field is the client's to tamper with
+            value = float(payload[1:])
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+
+    def set_stamp(self, name: str, value: float) -> None:
+        """Store one of zerodown's own times with the next save."""
+        self._changed[name] = _PLAIN + _json_encode(round(value, 3))
 
     @property
     def changed(self) -> dict[str, bytes]:
@@ -165,7 +206,10 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def fields(self) -> dict[str, bytes]:
-        """Every key as it is to be stored, after this request's changes."""
+        """Every field as it is to be stored, after this request's changes (after a logout,
+        only what was set since)."""
+        if self.invalidated:
+            return dict(self._changed)
         fields = {k: v for k, v in self._stored.items() if k not in self._removed}
         fields.update(self._changed)
         return fields
@@ -178,11 +222,10 @@ class Session(MutableMapping[str, Any]):
         return self._values[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str) or not key or key.startswith("\x00"):
+        if not isinstance(key, str) or not key or key.startswith(RESERVED_PREFIX):
             raise KeyError(f"session keys are non-empty strings, got {key!r}")
         encoded = encode_value(value, self._records)
-        size = sum(len(k) + len(v) for k, v in self.fields.items() if k != key)
-        size += len(key) + len(encoded)
+        size = size_of({**self.fields, key: encoded})
         if size > self._max_size:
             raise SessionTooLarge(
                 f"setting {key!r} would make the session {size} bytes, more than max_size="
@@ -228,10 +271,12 @@ class Session(MutableMapping[str, Any]):
         self.id = None
 
     def invalidate(self) -> None:
-        """Delete the session and its cookie: call it at logout."""
+        """Delete the session and its cookie: call it at logout. Values set afterwards (a
+        "you are logged out" message) go into a new session, under a new id."""
         self.invalidated = True
         self._values.clear()
         self._changed.clear()
+        self._removed.clear()
 
 
 class LazySession(MutableMapping[str, Any]):

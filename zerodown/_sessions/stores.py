@@ -16,7 +16,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._errors import ConfigurationError, StoreUnavailable
+from .._errors import ConfigurationError, StoreError, StoreUnavailable
+from .._ratelimit import RateLimitedLog
 from .._telemetry import telemetry
 from .contract import Delete, Move, NoWrite, Save, SaveOutcome, SavePlan, SessionStore, size_of
 
@@ -24,6 +25,13 @@ logger = logging.getLogger("zerodown")
 
 DEFAULT_TIMEOUT = 0.25
 DEFAULT_PREFIX = "zerodown:session:"
+#: Seconds a key that is not a session hash (another program's, or garbage) is kept for
+#: inspection once a request met it; before that it may have had no expiry at all.
+QUARANTINE = 3600
+#: Fields a save writes or deletes per Redis command: Lua's unpack() takes at most a few
+#: thousand values at once.
+_BATCH = 200
+_store_log = RateLimitedLog(logger)
 
 
 class Incidents:
@@ -56,30 +64,43 @@ class Incidents:
 
 
 # Reads a session and slides its expiry, in one call (cheaper for the client than a
-# pipeline of HGETALL and EXPIRE).
+# pipeline of HGETALL and EXPIRE). A key of another type is no session: it gets at most
+# ARGV[2] seconds more and the answer -1, so that its user gets a new session.
 _LOAD = """
-local fields = redis.call('HGETALL', KEYS[1])
+local fields = redis.pcall('HGETALL', KEYS[1])
+if type(fields) == 'table' and fields.err then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+  return -1
+end
 if #fields > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return fields
 """
 
 # Writes the changed fields only if the session still exists (or is new) and stays within
 # max_size once written, then refreshes the expiry. ARGV: ttl, "1" when the session is new,
-# max_size, the number of changed fields, the changed fields as name/value pairs, then the
-# names of removed fields. Returns 1 (written), 0 (gone) or 2 (too large).
+# max_size, the number of changed fields, the changed fields as name/value pairs, the batch
+# size, then the names of removed fields. Returns 1 (written), 0 (gone: deleted meanwhile,
+# or not a session hash) or 2 (too large).
 _SAVE = """
 if ARGV[2] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local stored = redis.pcall('HGETALL', KEYS[1])
+if type(stored) == 'table' and stored.err then return 0 end
 local changed = tonumber(ARGV[4])
 local sizes = {}
-local stored = redis.call('HGETALL', KEYS[1])
 for i = 1, #stored, 2 do sizes[stored[i]] = #stored[i] + #stored[i + 1] end
 for i = 5, 4 + 2 * changed, 2 do sizes[ARGV[i]] = #ARGV[i] + #ARGV[i + 1] end
-for i = 5 + 2 * changed, #ARGV do sizes[ARGV[i]] = nil end
+for i = 6 + 2 * changed, #ARGV do sizes[ARGV[i]] = nil end
 local size = 0
 for _, n in pairs(sizes) do size = size + n end
 if size > tonumber(ARGV[3]) then return 2 end
-if changed > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * changed)) end
-if #ARGV > 4 + 2 * changed then redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + 2 * changed)) end
+local batch = tonumber(ARGV[5 + 2 * changed])
+for i = 5, 4 + 2 * changed, 2 * batch do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 2 * batch - 1, 4 + 2 * changed)))
+end
+for i = 6 + 2 * changed, #ARGV, batch do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + batch - 1, #ARGV)))
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """
@@ -156,7 +177,7 @@ class RedisStore:
     # awaitable from an asyncio client, the reply from a sync one.
 
     def _load_call(self, client: Any, key: str, ttl: int) -> Any:
-        return self._script(client, _LOAD)(keys=[self.prefix + key], args=[ttl])
+        return self._script(client, _LOAD)(keys=[self.prefix + key], args=[ttl, QUARANTINE])
 
     def _apply_call(self, client: Any, plan: Delete | Move | Save, ttl: int) -> Any:
         if isinstance(plan, Delete):
@@ -173,7 +194,7 @@ class RedisStore:
             return pipe.execute()
         pairs = [item for name_value in plan.changed.items() for item in name_value]
         argv: list[int | str | bytes] = [ttl, "1" if plan.new else "0", plan.max_size]
-        argv += [len(plan.changed), *pairs, *plan.removed]
+        argv += [len(plan.changed), *pairs, _BATCH, *plan.removed]
         return self._script(client, _SAVE)(keys=[self.prefix + plan.key], args=argv)
 
     @staticmethod
@@ -184,23 +205,44 @@ class RedisStore:
             return SaveOutcome.TOO_LARGE
         return SaveOutcome.WRITTEN
 
-    @staticmethod
-    def _fields(reply: Any) -> dict[str, bytes] | None:
+    def _fields(self, key: str, reply: Any) -> dict[str, bytes] | None:
+        """The session's fields; None for none, and for what no release can use."""
+        if reply == -1:
+            _store_log.log(
+                logging.WARNING,
+                "not a hash",
+                "zerodown: a session key holds another Redis type; its user gets a new "
+                "session and the key expires within %ds (left for inspection: %s%s)",
+                QUARANTINE,
+                self.prefix,
+                key,
+            )
+            return None
         if not reply:
             return None
-        names, values = reply[0::2], reply[1::2]
-        return {
-            name.decode() if isinstance(name, bytes) else name: value
-            for name, value in zip(names, values, strict=True)
-        }
+        try:
+            return {
+                name.decode() if isinstance(name, bytes) else name: value
+                for name, value in zip(reply[0::2], reply[1::2], strict=True)
+            }
+        except UnicodeDecodeError:
+            _store_log.log(
+                logging.WARNING,
+                "field names",
+                "zerodown: a stored session has field names that are not UTF-8; its user "
+                "gets a new session (left untouched: %s%s)",
+                self.prefix,
+                key,
+            )
+            return None
 
     async def load(self, key: str, ttl: int) -> dict[str, bytes] | None:
         client = self._client(asynchronous=True)
-        return self._fields(await self._bounded(self._load_call(client, key, ttl)))
+        return self._fields(key, await self._bounded(self._load_call(client, key, ttl)))
 
     def load_sync(self, key: str, ttl: int) -> dict[str, bytes] | None:
         client = self._client(asynchronous=False)
-        return self._fields(self._bounded_sync(lambda: self._load_call(client, key, ttl)))
+        return self._fields(key, self._bounded_sync(lambda: self._load_call(client, key, ttl)))
 
     async def apply(self, plan: SavePlan, ttl: int) -> SaveOutcome:
         if isinstance(plan, NoWrite):
@@ -222,7 +264,7 @@ class RedisStore:
             async with asyncio.timeout(self.timeout):
                 result = await call
         except Exception as error:
-            raise self._unavailable(error) from error
+            raise self._failure(error) from error
         self.incidents.succeeded()
         return result
 
@@ -230,15 +272,43 @@ class RedisStore:
         try:
             result = call()
         except Exception as error:
-            raise self._unavailable(error) from error
+            raise self._failure(error) from error
         self.incidents.succeeded()
         return result
 
-    def _unavailable(self, error: Exception) -> StoreUnavailable:
+    def _failure(self, error: Exception) -> StoreError:
+        """What a failed call was: an outage (the store did not answer, or cannot for the
+        moment), or a refusal that retrying would meet again."""
         if isinstance(error, ConfigurationError):
             raise error
+        text = f"{type(error).__name__}: {error}"
+        if _is_refusal(error):
+            _store_log.log(
+                logging.ERROR, "refused", "zerodown: Redis refused a session call: %s", text
+            )
+            telemetry.store_failed(error)
+            return StoreError(text)
         self.incidents.failed(error)
-        return StoreUnavailable(f"{type(error).__name__}: {error}")
+        return StoreUnavailable(text)
+
+
+def _is_refusal(error: Exception) -> bool:
+    """A Redis error reply that is not about Redis being unable to serve for a moment."""
+    try:
+        from redis import exceptions
+    except ImportError:  # pragma: no cover - a RedisStore has a redis-py client
+        return False
+    passing = (
+        exceptions.ClusterDownError,
+        exceptions.ReadOnlyError,
+        exceptions.TryAgainError,
+        exceptions.OutOfMemoryError,
+    )
+    return (
+        isinstance(error, exceptions.ResponseError)
+        and not isinstance(error, passing)
+        and not str(error).startswith("BUSY")
+    )
 
 
 class MemoryStore:

@@ -3,12 +3,12 @@ interface on top of it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .._errors import StoreUnavailable
+from .._errors import StoreError, StoreUnavailable
 from .contract import SessionStore
-from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig
+from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig, session_headers
 from .session import LazySession, Session, storage_key
 from .stores import store_or_memory
 
@@ -38,48 +38,106 @@ class WSGISessionMiddleware:
         self.config = SessionConfig(**options)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        session_id = self.config.cookie_id(environ.get("HTTP_COOKIE", ""))
-        lazy = LazySession(load=lambda: self._open(session_id))
+        verified = self.config.read_cookie(environ.get("HTTP_COOKIE", ""))
+        lazy = LazySession(load=lambda: self._open(verified))
         environ[ENVIRON_KEY] = lazy
-        started = False
+        response = _ResponseState()
 
         def start_with_session(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            nonlocal started
-            started = True
-            cookie = None
-            if lazy.loaded is not None:
-                try:
-                    cookie = self._save(lazy.loaded)
-                except StoreUnavailable:
-                    if self.config.on_unavailable == "fail":
-                        return start_response(_REFUSAL_STATUS, list(UNAVAILABLE_HEADERS), exc_info)
-            if cookie is not None:
-                headers = [*headers, ("Set-Cookie", cookie)]
-            return start_response(status, headers, exc_info)
+            response.started = True
+            if lazy.loaded is None:
+                return start_response(status, headers, exc_info)
+            plan = self.config.plan_save(lazy.loaded)
+            try:
+                outcome = self.store.apply_sync(plan, self.config.max_age)
+            except StoreError:
+                if self.config.refuses(plan):
+                    response.refused = True
+                    refusal = _refusal_headers(self.config.refusal_cookie(plan))
+                    return start_response(_REFUSAL_STATUS, refusal, exc_info)
+                cookie = None
+            else:
+                cookie = self.config.cookie_after(plan, outcome)
+            raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+            with_session = [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in session_headers(raw, cookie, read=True)
+            ]
+            return start_response(status, with_session, exc_info)
 
         try:
-            return self.app(environ, start_with_session)
+            body = self.app(environ, start_with_session)
         except StoreUnavailable:
-            if started:
+            if response.started:
                 raise
-            start_response(_REFUSAL_STATUS, list(UNAVAILABLE_HEADERS))
+            start_response(_REFUSAL_STATUS, _refusal_headers(None))
             return [UNAVAILABLE_BODY]
+        if response.refused:
+            _close(body)
+            return [UNAVAILABLE_BODY]
+        if response.started:
+            return body
+        # start_response comes with the first chunk: only then is a refusal known.
+        return _RefusableBody(body, response)
 
-    def _open(self, session_id: str | None) -> Session:
+    def _open(self, verified: tuple[str, bool] | None) -> Session:
+        if verified is None:
+            return self.config.open(None, None, unavailable=False)
+        session_id, signed_with_old_secret = verified
         stored, unavailable = None, False
-        if session_id is not None:
-            try:
-                stored = self.store.load_sync(storage_key(session_id), self.config.max_age)
-            except StoreUnavailable:
-                unavailable = True
-        return self.config.open(session_id, stored, unavailable=unavailable)
+        try:
+            stored = self.store.load_sync(storage_key(session_id), self.config.max_age)
+        except StoreError:
+            unavailable = True
+        return self.config.open(
+            session_id,
+            stored,
+            unavailable=unavailable,
+            signed_with_old_secret=signed_with_old_secret,
+        )
 
-    def _save(self, session: Session) -> str | None:
-        plan = self.config.plan_save(session)
-        outcome = self.store.apply_sync(plan, self.config.max_age)
-        return self.config.cookie_after(plan, outcome)
+
+class _ResponseState:
+    __slots__ = ("refused", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        #: The save failed at start_response and the response became a 503: its body is
+        #: the 503's, whatever the app goes on to produce.
+        self.refused = False
+
+
+class _RefusableBody:
+    """The app's body, or the 503's once a save refused the response at its first chunk."""
+
+    def __init__(self, body: Iterable[bytes], response: _ResponseState) -> None:
+        self._body = body
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._body:
+            if self._response.refused:
+                yield UNAVAILABLE_BODY
+                return
+            yield chunk
+
+    def close(self) -> None:
+        _close(self._body)
+
+
+def _close(body: Iterable[bytes]) -> None:
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+
+
+def _refusal_headers(cookie: str | None) -> list[tuple[str, str]]:
+    headers = list(UNAVAILABLE_HEADERS)
+    if cookie is not None:
+        headers.append(("Set-Cookie", cookie))
+    return headers
 
 
 def init_flask(app: Any, *, store: SessionStore | None = None, **options: Any) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..._errors import ConfigurationError
 from ..._polling import poll
 from ..procs import LOOPBACK, ManagedProcess, find_tool, free_port, start_process
 
@@ -38,6 +39,27 @@ class ProxyCheck:
     rise: int = 2
     #: An ``http-check expect`` rule: what counts as healthy.
     expect: str = "status 200"
+
+    def __post_init__(self) -> None:
+        # Both go into HAProxy's configuration as they are: one line break would add a rule.
+        problem = path_problem(self.path)
+        if problem is not None:
+            raise ConfigurationError(f"the proxy's health-check path {problem}")
+        if not self.expect.isprintable() or not self.expect.isascii():
+            raise ConfigurationError(f"the proxy's check rule {self.expect!r} is not one line")
+
+
+def path_problem(path: str) -> str | None:
+    """What makes ``path`` unfit to be sent as a request target; None when it is fit.
+
+    A request target is printable ASCII without spaces (RFC 9112), and it goes into
+    HAProxy's configuration and k6's script as it is.
+    """
+    if not path.startswith("/"):
+        return f"{path!r} must start with '/'"
+    if not path.isascii() or not path.isprintable() or " " in path:
+        return f"{path!r} must be printable ASCII without spaces (percent-encode the rest)"
+    return None
 
 
 def find_haproxy() -> str:

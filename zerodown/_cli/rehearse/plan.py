@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .fleet import ServerSpec
+from .haproxy import path_problem
 from .report import Thresholds
 
 Strategy = Literal["rolling", "bluegreen", "canary", "hup"]
@@ -59,6 +60,10 @@ class RehearsalPlan:
             problems.append("--rate must be between 1 and 5000 requests per second")
         if not 1 <= self.duration <= 3600:
             problems.append("--duration must be between 1 and 3600 seconds")
+        for option, path in (("--fast-path", self.fast_path), ("--slow-path", self.slow_path)):
+            problem = path_problem(path)
+            if problem is not None:
+                problems.append(f"{option} {problem}")
         if not 0 <= self.slow_fraction <= 1:
             problems.append("--slow-fraction must be between 0 and 1")
         steps = self.canary_steps
