@@ -112,15 +112,16 @@ def test_a_logout_the_store_could_not_do_is_refused_never_lost(
         assert flask.get("/get", headers=cookie).json() == {}
 
 
+@pytest.mark.parametrize("route", ["/logout", "/flash-logout"])
 def test_a_logout_while_the_store_is_down_still_deletes_the_cookie(
-    redis_server: Service,
+    redis_server: Service, route: str
 ) -> None:
     async def main() -> httpx.Response:
         store = RedisStore(redis_server.url)
         async with client(store, on_unavailable="anonymous") as http:
             await http.post("/set?key=user&value=ada")
             stall_of(redis_server, 1.5)()
-            return await http.post("/logout")
+            return await http.post(route)
 
     response = run(main)
     assert response.status_code == 503

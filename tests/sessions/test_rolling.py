@@ -223,9 +223,12 @@ def test_a_cluster_client_is_a_store_like_any_other(procs: ProcessGroup, tmp_pat
         capture_output=True,
         timeout=30,
     )
-    probe = redis_py.Redis(host=LOOPBACK, port=ports[0])
+    # Every node must agree before the first call: until a node knows the slots, it answers
+    # CLUSTERDOWN and the client backs off past the store's 250 ms bound.
+    probes = [redis_py.Redis(host=LOOPBACK, port=port) for port in ports]
     for _ in range(200):
-        if b"cluster_state:ok" in probe.execute_command("CLUSTER", "INFO"):
+        infos = [probe.execute_command("CLUSTER", "INFO") for probe in probes]
+        if all(b"cluster_state:ok" in info for info in infos):
             break
         time.sleep(0.05)
 

@@ -150,9 +150,9 @@ def test_a_logout_during_an_outage_still_deletes_and_fails_if_it_cannot() -> Non
     assert isinstance(plan, Delete)
     assert plan.keys == (storage_key(ID),)
     # If the store cannot do it either, the request fails, with the cookie deleted anyway.
-    assert cfg.refuses(plan)
-    assert cfg.refusal_cookie(plan) == plan.cookie
-    assert not cfg.refuses(Save(storage_key(ID), {}, None, 1))
+    assert cfg.refusal(session) == (True, plan.cookie)
+    assert cfg.refusal(cfg.open(ID, None, unavailable=True)) == (False, None)
+    assert config().refusal(stored_session(config())) == (True, None)  # policy "fail"
 
 
 def test_the_cookie_after_each_outcome(caplog: pytest.LogCaptureFixture) -> None:

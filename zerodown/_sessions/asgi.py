@@ -100,11 +100,10 @@ class SessionMiddleware:
                 try:
                     outcome = await self.store.apply(plan, self.config.max_age)
                 except StoreError:
-                    if self.config.refuses(plan):
+                    refuse, refusal_cookie = self.config.refusal(session.loaded)
+                    if refuse:
                         refused = True
-                        await self._refuse(
-                            send, websocket=False, cookie=self.config.refusal_cookie(plan)
-                        )
+                        await self._refuse(send, websocket=False, cookie=refusal_cookie)
                         return
                     cookie = None
                 else:

@@ -249,7 +249,7 @@ class SessionConfig:
         be read, so that a logout during an outage is refused, never silently lost."""
         ids = [i for i in (session.id, session.regenerated_from, session.claimed_id) if i]
         keys = tuple(dict.fromkeys(storage_key(i) for i in ids))
-        if session.changed:  # set after the logout: a new session, under a new id
+        if session.changed and session.writable:  # set after the logout: a new session
             if not keys:
                 return self._plan_new(session, now)
             session.id = new_session_id()
@@ -295,18 +295,17 @@ class SessionConfig:
             return None if isinstance(plan, Move) else plan.cookie
         return plan.cookie
 
-    def refuses(self, plan: SavePlan) -> bool:
-        """Whether a save that the store could not carry out fails the request (503).
+    def refusal(self, session: Session) -> tuple[bool, str | None]:
+        """Whether a save of ``session`` that the store could not carry out fails the
+        request (503), and the Set-Cookie that 503 still sends.
 
-        A logout always does: it must never be reported done when it was not.
+        A logout always fails it, and deletes the cookie all the same, so that the browser
+        forgets the session whatever the store did: a logout is never reported done when
+        it was not.
         """
-        return self.on_unavailable == "fail" or isinstance(plan, Delete)
-
-    @staticmethod
-    def refusal_cookie(plan: SavePlan) -> str | None:
-        """The Set-Cookie a refused save still sends: a logout's, so that the browser
-        forgets the session whatever the store did."""
-        return plan.cookie if isinstance(plan, Delete) else None
+        if session.invalidated:
+            return True, self._cookie("", max_age=0)
+        return self.on_unavailable == "fail", None
 
 
 def session_headers(

@@ -53,9 +53,10 @@ class WSGISessionMiddleware:
             try:
                 outcome = self.store.apply_sync(plan, self.config.max_age)
             except StoreError:
-                if self.config.refuses(plan):
+                refuse, refusal_cookie = self.config.refusal(lazy.loaded)
+                if refuse:
                     response.refused = True
-                    refusal = _refusal_headers(self.config.refusal_cookie(plan))
+                    refusal = _refusal_headers(refusal_cookie)
                     return start_response(_REFUSAL_STATUS, refusal, exc_info)
                 cookie = None
             else:
