@@ -76,6 +76,8 @@ def test_the_cookie_goes_out_only_when_new_rotated_or_half_spent() -> None:
     assert app_fields(changed) == {"cart": b'j["book","pen"]'}
 
     old = stored_session(cfg, sent=NOW - 8 * DAY)  # less than half of 14 days left
+    # A websocket cannot set a cookie: it refreshes nothing, so the next response will.
+    assert cfg.plan_save(old, NOW, sends_cookie=False) == NoWrite()
     refresh = cfg.plan_save(old, NOW)
     assert isinstance(refresh, Save)
     assert refresh.cookie is not None

@@ -60,7 +60,7 @@ class SessionMiddleware:
         await self.app(scope, receive, send)
         loaded = session.loaded
         if loaded is not None and loaded.id is not None and loaded.dirty:
-            plan = self.config.plan_save(loaded)
+            plan = self.config.plan_save(loaded, sends_cookie=False)
             with contextlib.suppress(StoreError):  # the store logged it
                 await self.store.apply(plan, self.config.max_age)
 

@@ -201,12 +201,15 @@ class SessionConfig:
 
     # -- saving ----------------------------------------------------------------------------
 
-    def plan_save(self, session: Session, now: float | None = None) -> SavePlan:
+    def plan_save(
+        self, session: Session, now: float | None = None, *, sends_cookie: bool = True
+    ) -> SavePlan:
         """What saving ``session`` takes. Issues the new id of a new or regenerated one.
 
         The cookie goes out only when it is new, when its id or signing secret changed, or
         when less than half of its lifetime is left: a response that carries no Set-Cookie
-        can be cached, and a shared cache must never hold a session cookie.
+        can be cached, and a shared cache must never hold a session cookie. A response that
+        cannot carry one (a websocket's) refreshes nothing.
         """
         now = time.time() if now is None else now
         if session.invalidated:
@@ -226,7 +229,9 @@ class SessionConfig:
             if not session.changed:
                 return NoWrite()  # nothing to keep: no record, no cookie
             return self._plan_new(session, now)
-        refresh = session.signed_with_old_secret or self._cookie_due(session, now)
+        refresh = sends_cookie and (
+            session.signed_with_old_secret or self._cookie_due(session, now)
+        )
         if refresh:
             session.set_stamp(COOKIE_SENT, now)
         if session.stamp(CREATED) is None:  # stored by a release before absolute lifetimes
