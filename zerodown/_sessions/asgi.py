@@ -65,20 +65,13 @@ class SessionMiddleware:
                 await self.store.apply(plan, self.config.max_age)
 
     async def _open(self, verified: tuple[str, bool] | None) -> Session:
-        if verified is None:
-            return self.config.open(None, None, unavailable=False)
-        session_id, signed_with_old_secret = verified
         stored, unavailable = None, False
-        try:
-            stored = await self.store.load(storage_key(session_id), self.config.max_age)
-        except StoreError:
-            unavailable = True
-        return self.config.open(
-            session_id,
-            stored,
-            unavailable=unavailable,
-            signed_with_old_secret=signed_with_old_secret,
-        )
+        if verified is not None:
+            try:
+                stored = await self.store.load(storage_key(verified[0]), self.config.max_age)
+            except StoreError:
+                unavailable = True
+        return self.config.open_verified(verified, stored, unavailable=unavailable)
 
     async def _refuse(self, send: Send, *, websocket: bool, cookie: str | None = None) -> None:
         if websocket:

@@ -182,6 +182,25 @@ class SessionConfig:
             return self._fresh(session_id)
         return session
 
+    def open_verified(
+        self,
+        verified: tuple[str, bool] | None,
+        stored: dict[str, bytes] | None,
+        *,
+        unavailable: bool,
+    ) -> Session:
+        """:meth:`open` for what :meth:`read_cookie` returned: the id and whether an older
+        secret signed it, or None."""
+        if verified is None:
+            return self.open(None, None, unavailable=False)
+        session_id, signed_with_old_secret = verified
+        return self.open(
+            session_id,
+            stored,
+            unavailable=unavailable,
+            signed_with_old_secret=signed_with_old_secret,
+        )
+
     def _fresh(self, claimed_id: str | None) -> Session:
         return Session(
             None, {}, records=self.records, max_size=self.max_size, claimed_id=claimed_id

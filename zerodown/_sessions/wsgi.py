@@ -84,20 +84,13 @@ class WSGISessionMiddleware:
         return _RefusableBody(body, response)
 
     def _open(self, verified: tuple[str, bool] | None) -> Session:
-        if verified is None:
-            return self.config.open(None, None, unavailable=False)
-        session_id, signed_with_old_secret = verified
         stored, unavailable = None, False
-        try:
-            stored = self.store.load_sync(storage_key(session_id), self.config.max_age)
-        except StoreError:
-            unavailable = True
-        return self.config.open(
-            session_id,
-            stored,
-            unavailable=unavailable,
-            signed_with_old_secret=signed_with_old_secret,
-        )
+        if verified is not None:
+            try:
+                stored = self.store.load_sync(storage_key(verified[0]), self.config.max_age)
+            except StoreError:
+                unavailable = True
+        return self.config.open_verified(verified, stored, unavailable=unavailable)
 
 
 class _ResponseState:
