@@ -14,7 +14,6 @@ from examples._common import RELEASE, add_to_cart, register_checks, session_opti
 from zerodown.sessions import init_flask
 
 app = Flask(__name__)
-app.wsgi_app = zerodown.WSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]
 register_checks(zerodown.get_health())
 
 
@@ -39,6 +38,9 @@ def slow() -> tuple[Response, int] | Response:
 
 sessions = session_options()
 if sessions is not None:
+    # Sessions first, zerodown's middleware last, so that it is the outermost: it answers
+    # the probes before a session is looked at and counts every request, its session's
+    # save included, as in flight.
     init_flask(app, **sessions)
 
     @app.get("/cart")
@@ -54,3 +56,6 @@ if sessions is not None:
         response = jsonify(items=items)
         response.headers["X-Release"] = RELEASE
         return response
+
+
+app.wsgi_app = zerodown.WSGIMiddleware(app.wsgi_app)  # type: ignore[method-assign]

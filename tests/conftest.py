@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,6 +9,11 @@ import pytest
 
 from tests.bed import ProcessGroup, Service, start_postgres
 from zerodown._cli.procs import ManagedProcess, stop_all
+
+# Processes started here inherit this environment, as a rehearsal's instances inherit the
+# user's: a developer's own ZERODOWN_* settings must not change what the tests see.
+for _name in [name for name in os.environ if name.startswith("ZERODOWN_")]:
+    del os.environ[_name]
 
 
 @pytest.fixture

@@ -35,16 +35,33 @@ from starlette.applications import Starlette
 app = Starlette()
 """,
     "health.md": """
+import os
+import pathlib
 import types
 import redis
+from sqlalchemy import create_engine
+engine = create_engine("postgresql+psycopg://app@127.0.0.1/app")
+# alembic="alembic.ini" is the notes example's, as an app's own would be beside it.
+os.chdir(pathlib.Path(os.environ["PYTHONPATH"]) / "examples" / "notes")
 from starlette.applications import Starlette
 app = starlette_app = Starlette()
 redis_client = redis.Redis()
 DATABASE_URL = "postgresql://app@127.0.0.1/app"
 index = types.SimpleNamespace(replication_lag=None)
 """,
+    "index.md": """
+import os
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("ZERODOWN_SESSION_SECRETS", "s" * 32)
+""",
     "lifecycle.md": """
+import os
 import types
+from flask import Flask
+from starlette.applications import Starlette
+api = Starlette()
+flask_app = Flask(__name__)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.settings")
 pool = types.SimpleNamespace(close=None)
 broadcaster = types.SimpleNamespace(publish=print)
 def flush_metrics() -> None: ...
@@ -156,9 +173,13 @@ def _check_command(argv: list[str]) -> None:
         Config().parser().parse_args(argv[1:])
     elif program == "bash":
         assert (REPO / argv[1]).exists(), f"{argv[1]} is not in the repository"
-    elif program == "bash" and len(argv) == 1:
-        pass
-    elif program not in {"pip", "sudo", "curl", "kubectl", "echo", "python", "python3"}:
+    elif program == "alembic":
+        from alembic.config import CommandLine
+
+        CommandLine().parser.parse_args(argv[1:])
+    elif program == "export":
+        assert all("=" in assignment for assignment in argv[1:]), argv
+    elif program not in {"pip", "sudo", "curl", "kubectl", "echo", "python", "python3", "git"}:
         raise AssertionError(f"no check for the command {program!r}: add one here")
 
 

@@ -21,6 +21,7 @@ from ._phase import Phase
 from ._probes import ProbeAccess, ProbePaths
 from ._settings import Settings
 from ._version import __version__
+from ._warmup import Warmup
 from ._wsgi import WSGIMiddleware
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "ProbePaths",
     "Settings",
     "WSGIMiddleware",
+    "Warmup",
     "ZerodownError",
     "__version__",
     "get_health",

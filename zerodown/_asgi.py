@@ -15,6 +15,7 @@ from ._lifecycle import Lifecycle, get_lifecycle
 from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
 from ._signals import install_signal_relay
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from ._warmup import Warmup
 
 logger = logging.getLogger("zerodown")
 
@@ -29,7 +30,8 @@ class ASGIMiddleware:
     The probe paths (and ``/readyz/NAME`` for one check) are answered here and never reach
     the app; their checks come from ``health`` (the process's registry by default), to
     which this adds an event-loop lag liveness check, and ``probe_access`` says what they
-    show and to whom. On the server's lifespan startup it
+    show and to whom; ``warmup`` (by default from ``ZERODOWN_WARMUP_PATHS``) what to call
+    in-process before readiness first passes. On the server's lifespan startup it
     installs the delayed SIGTERM handling (``handle_signals=False`` leaves signals alone,
     for servers whose stop is driven from elsewhere).
     """
@@ -43,11 +45,23 @@ class ASGIMiddleware:
         probe_paths: ProbePaths | None = None,
         probe_access: ProbeAccess | None = None,
         handle_signals: bool = True,
+        warmup: Warmup | None = None,
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle or get_lifecycle()
         self.health = health or get_health()
         self.health.add_process_check(event_loop_lag())
+        # The lifespan's state, which a server copies into every request's scope.
+        self._lifespan_state: dict[str, Any] | None = None
+        warmup = warmup or Warmup()
+        if warmup.wanted:
+            self.health.add(
+                warmup.asgi_check(
+                    app,
+                    lambda: self._lifespan_state,
+                    [c.name for c in self.health.checks],
+                )
+            )
         self._probes = Probes(self.lifecycle, self.health, probe_paths, probe_access)
         # Bound once for the hot path; the probes add to it in place.
         self._routes = self._probes.routes
@@ -186,6 +200,7 @@ class ASGIMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._serving = True
+        self._lifespan_state = scope.get("state")
         startup_received = False
         startup_answered = False
 

@@ -266,8 +266,8 @@ def answer_probe(
     """The response to a probe request, given the report of :func:`checks_for`'s checks.
 
     Without authorization the body holds only the status, the phase and the version.
-    With it, the checks (when one does not pass, or on ``?verbose``) and, on ``?verbose``,
-    the in-flight requests of every process of the server.
+    With it, every check's result too and, on ``?verbose``, the in-flight requests of every
+    process of the server.
     """
     method = request.method
     if method not in _ALLOWED_METHODS:
@@ -298,7 +298,7 @@ def answer_probe(
     if request.check_name is None and loads:
         body["inFlight"] = sum(load.in_flight for load in loads)
     if authorized:
-        if report.results and (verbose or report.status != "pass"):
+        if report.results:
             body["checks"] = {check.name: [_check_body(check, r)] for check, r in report.results}
         if verbose and request.check_name is None:
             body["processes"] = [

@@ -15,6 +15,7 @@ from ._health.checks import stuck_threads
 from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
 from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
+from ._warmup import Warmup
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -26,7 +27,8 @@ class WSGIMiddleware:
     The app counts as started once it is wrapped: WSGI servers load the app before they
     serve it. Checks come from ``health`` (the process's registry by default), to which
     this adds a stuck-worker-threads liveness check; ``probe_access`` says what the probes
-    show and to whom. Thread-safe.
+    show and to whom; ``warmup`` (by default from ``ZERODOWN_WARMUP_PATHS``) what to call
+    in-process before readiness first passes. Thread-safe.
     """
 
     def __init__(
@@ -37,11 +39,15 @@ class WSGIMiddleware:
         health: Health | None = None,
         probe_paths: ProbePaths | None = None,
         probe_access: ProbeAccess | None = None,
+        warmup: Warmup | None = None,
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle or get_lifecycle()
         self.health = health or get_health()
         self.health.add_process_check(stuck_threads(lifecycle=self.lifecycle))
+        warmup = warmup or Warmup()
+        if warmup.wanted:
+            self.health.add(warmup.wsgi_check(app, [c.name for c in self.health.checks]))
         self.health.start()
         self._probes = Probes(self.lifecycle, self.health, probe_paths, probe_access)
         self.lifecycle.mark_ready()

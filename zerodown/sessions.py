@@ -14,9 +14,9 @@ from ._errors import SessionError, SessionTooLarge, StoreUnavailable
 from ._sessions.asgi import SessionMiddleware
 from ._sessions.contract import Delete, Move, NoWrite, Save, SaveOutcome, SavePlan, SessionStore
 from ._sessions.policy import DEFAULT_MAX_AGE, OutagePolicy, SessionConfig
-from ._sessions.session import DEFAULT_MAX_SESSION_SIZE, Session, Signer
+from ._sessions.session import DEFAULT_MAX_SESSION_SIZE, ENVIRON_KEY, Session, Signer
 from ._sessions.stores import MemoryStore, RedisStore
-from ._sessions.wsgi import ENVIRON_KEY, WSGISessionMiddleware, init_flask
+from ._sessions.wsgi import WSGISessionMiddleware, init_flask
 
 __all__ = [
     "DEFAULT_MAX_AGE",

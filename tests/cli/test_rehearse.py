@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -12,31 +13,48 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.bed import REPO, ProcessGroup
+from tests.apps.releases import NOT_READY_REASON
+from tests.bed import REPO, ProcessGroup, Service
 from zerodown._cli import procs
 from zerodown._cli.procs import wait_for_http
 from zerodown._cli.rehearse import haproxy
 from zerodown._cli.rehearse.haproxy import ProxyCheck, render_config
 from zerodown._cli.rehearse.k6 import LoadResult, RequestRecord
 from zerodown._cli.rehearse.plan import RehearsalPlan
-from zerodown._cli.rehearse.report import REPORT_SCHEMA_PATH, DeployOutcome, RehearsalReport
+from zerodown._cli.rehearse.report import (
+    REPORT_SCHEMA_PATH,
+    DeployOutcome,
+    RehearsalReport,
+    Thresholds,
+)
 
 ZERODOWN = str(Path(sys.executable).with_name("zerodown"))
 #: Short rehearsals: a few steady seconds, the deploy, a few more.
 SHORT = ["--rate", "120", "--duration", "12"]
 
 
-def zerodown(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def zerodown(
+    *args: str, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, in the user's environment plus ``env``."""
     return subprocess.run(
-        [ZERODOWN, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+        [ZERODOWN, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
-def rehearse(tmp_path: Path, options: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+def rehearse(
+    tmp_path: Path, options: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], Any]:
     """A short ``zerodown rehearse`` with ``options``: its output and its JSON report, valid."""
     report = tmp_path / "report.json"
-    args = [*shlex.split(options), *SHORT, "--json", str(report), "--workdir", str(tmp_path)]
-    done = zerodown("rehearse", *args)
+    args = [*SHORT, *shlex.split(options), "--json", str(report), "--workdir", str(tmp_path)]
+    done = zerodown("rehearse", *args, env=env)
     assert report.exists(), done.stdout + done.stderr
     document = json.loads(report.read_text())
     jsonschema.validate(document, json.loads(REPORT_SCHEMA_PATH.read_text()))
@@ -60,16 +78,28 @@ def test_rolling_rehearsal_of_the_starlette_example_passes_and_the_comparison_fa
     assert "with zerodown  without zerodown" in done.stdout
     assert "verdict: PASS" in done.stdout
     assert "SIGTERM to v1-1" in done.stdout  # the live progress
+    # maxSurge 1, maxUnavailable 0: each old instance is signalled once a new one is in.
+    events = [event["event"] for event in with_zerodown["deploy"]["events"]]
+    for number in (0, 1):
+        ready = next(i for i, e in enumerate(events) if e.startswith(f"v2-{number} ready"))
+        assert ready < next(
+            i for i, e in enumerate(events) if e.startswith(f"SIGTERM to v1-{number}")
+        )
 
 
 @pytest.mark.e2e
 def test_bluegreen_rehearsal_of_flask_under_gunicorn_passes(tmp_path: Path) -> None:
+    # The user's gunicorn config, its worker class overridden on the command line.
     done, document = rehearse(
-        tmp_path, "examples.flask_app:app --strategy bluegreen --server gunicorn -k gthread"
+        tmp_path,
+        "examples.flask_app:app --strategy bluegreen --server gunicorn "
+        "--gunicorn-config examples/gunicorn.conf.py -k sync --workers 3",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = document["runs"]
     assert run["failed"] == 0
+    assert run["worker_class"] == "sync"
+    assert run["server"] == "gunicorn -k sync (3 workers, examples/gunicorn.conf.py)"
     assert run["per_release"]["v2"] > 0
     assert "proxy switched to green" in done.stdout
 
@@ -169,30 +199,113 @@ def test_wait_ready_says_why_it_gave_up(procs: ProcessGroup) -> None:
     assert zerodown("wait-ready", "localhost:8000").returncode == 2
 
 
-def _record(started: float, latency: float, status: int = 200) -> RequestRecord:
-    return RequestRecord(started, started + latency, "/", status, "", "v1-0")
+def _record(
+    started: float, latency: float, status: int = 200, server: str = "v1-0", path: str = "/"
+) -> RequestRecord:
+    return RequestRecord(started, started + latency, path, status, "", server)
 
 
-def test_the_verdict_names_each_threshold_crossed() -> None:
-    steady = [_record(t / 10, 0.1) for t in range(100)]
-    during = [_record(10 + t / 10, 0.5) for t in range(50)]
-    failed = [_record(12, 0.0, status=502)]
-    report = RehearsalReport(
+def _report(records: list[RequestRecord], **outcome: Any) -> RehearsalReport:
+    return RehearsalReport(
         plan=RehearsalPlan("a:b"),
-        result=LoadResult(steady + during + failed),
+        result=LoadResult(records),
         load_started=0.0,
         deploy_started=10.0,
-        deploy_ended=30.0,
-        outcome=DeployOutcome(aborted="v2-0 exited with status 3 before /readyz answered"),
+        deploy_ended=20.0,
+        outcome=DeployOutcome(**outcome),
         events=[],
-        releases={"v1-0": "v1"},
+        releases={"v1-0": "v1", "v2-0": "v2"},
+    )
+
+
+def test_the_verdict_names_each_threshold_crossed_and_the_release_that_failed() -> None:
+    before = [_record(t / 50, 0.010) for t in range(500)]
+    during = [_record(10 + t / 50, 0.510, server="v2-0") for t in range(300)]
+    failed = [_record(12, 0.0, status=502), _record(13, 0.0, status=500, server="v2-0")]
+    report = _report(
+        before + during + failed, aborted="v2-0 did not turn ready\n  migrations: fail: at fe56"
     )
     reasons = report.verdict()
-    assert reasons[0] == "1 failed requests (http_502 1); at most 0 allowed"
-    assert reasons[1] == "p99 during the deploy 500ms > 1.5 x steady p99 100ms"
-    assert reasons[2].startswith("the deploy did not complete: v2-0 exited")
-    assert reasons[3].startswith("the deploy outlasted the load by 14.6s")
-    assert not report.passed
+    assert reasons[0] == (
+        "2 failed (http_500 1, http_502 1); at most 0 allowed; "
+        "by release: v1 1 from 12.0s; v2 1 from 13.0s"
+    )
+    assert reasons[1] == (
+        "GET /: p99 during the deploy 510ms > 1.5 x and > 50ms above 10ms before it"
+    )
+    assert (
+        reasons[2]
+        == "the deploy did not complete: v2-0 did not turn ready migrations: fail: at fe56"
+    )
+    assert reasons[3].startswith("the deploy outlasted the load by")
+    assert report.failures_by_release()["v2"]["first_at_s"] == 13.0
+
+
+def test_the_latency_gate_passes_noise_and_judges_only_paths_with_enough_requests() -> None:
+    # 15 ms that became 54 ms: above 1.5x, but within the 50 ms floor.
+    noise = [_record(t / 50, 0.015) for t in range(400)]
+    noise += [_record(10 + t / 50, 0.054) for t in range(600)]
+    # A slow path far worse during the deploy, but with too few requests to judge.
+    noise += [_record(t / 10, 0.3, path="/rare") for t in range(50)]
+    noise += [_record(10 + t / 10, 3.0, path="/rare") for t in range(50)]
+    report = _report(noise)
+    assert report.verdict() == []
+    rare = next(path for path in report.latency_by_path() if path.name == "GET /rare")
+    assert rare.judged is False
+    assert rare.p99_ms["during"] == 3000.0
+
+
+def test_a_release_that_is_slower_after_the_deploy_fails_the_gate() -> None:
+    records = [_record(t / 50, 0.010) for t in range(400)]
+    records += [_record(21 + t / 50, 0.510, server="v2-0") for t in range(400)]
+    assert _report(records).verdict() == [
+        "GET /: p99 after the deploy 510ms > 1.5 x and > 50ms above 10ms before it"
+    ]
+
+
+def test_the_stable_release_failing_after_the_canary_started_is_a_problem() -> None:
+    thresholds = Thresholds()
+    before = [_record(t, 0.01) for t in range(100)] + [_record(50, 0, status=500)]
+    fine = [_record(100 + t, 0.01) for t in range(100)]
+    assert thresholds.stable_problem(before, fine) is None
+    broken = fine + [_record(200 + t, 0, status=500) for t in range(10)]
+    problem = thresholds.stable_problem(before, broken)
+    assert problem == (
+        "the stable release failed 10 of 110 requests since the canary started "
+        "(9.1%, 1.0% before it)"
+    )
+
+
+def test_users_whose_session_was_lost_or_lost_a_write_are_counted() -> None:
+    def call(at: float, before: int, count: int | None, status: int = 200) -> RequestRecord:
+        return RequestRecord(
+            at,
+            at + 0.01,
+            "/_zerodown/rehearsal/session",
+            status,
+            "",
+            "v2-0",
+            visitor=7,
+            scenario="sessions",
+            session_before=before,
+            session_count=count,
+        )
+
+    calls = [call(1, 0, 1), call(2, 1, 2), call(3, 2, 3), call(4, 3, 2), call(5, 2, 1)]
+    calls += [call(6, 1, None, status=503), call(7, 1, None, status=403)]
+    losses = LoadResult(calls).session_losses()
+    assert [(loss.kind, loss.detail) for loss in losses] == [
+        ("write", "count 2 after 3"),
+        ("session", "a new session (it held 2)"),
+        ("session", "refused with 403"),
+    ]
+    sessions = _report(calls).sessions()
+    assert sessions is not None
+    assert sessions["users_logged_out"] == 1
+    assert sessions["by_release"]["v2"]["instances"]["v2-0"] == {
+        "sessions_lost": 2,
+        "writes_lost": 1,
+    }
 
 
 def test_a_missing_haproxy_is_named_with_how_to_install_it(
@@ -232,3 +345,94 @@ def test_the_django_example_serves_its_probes_under_gunicorn(procs: ProcessGroup
     )
     for path in ("/livez", "/startupz", "/", "/slow?ms=10"):
         wait_for_http(instance.url + path, timeout=5)
+
+
+@pytest.mark.e2e
+def test_a_users_k6_script_is_the_traffic_and_its_failed_checks_are_attributed(
+    tmp_path: Path,
+) -> None:
+    done, document = rehearse(
+        tmp_path,
+        "examples.starlette_app:app --k6-script tests/apps/users.js --rate 40",
+        env={"SLOW_STATUS": "201"},  # the script's check of /slow now fails every time
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (run,) = document["runs"]
+    assert run["load"]["rate_unit"] == "iterations/s"
+    assert {path["path"] for path in run["latency_ms"]["by_path"]} == {"GET home", "GET /slow"}
+    failed_checks = run["failures_by_kind"]["check:slow answers as expected"]
+    assert failed_checks == run["failed"] > 100
+    assert run["checks_failed_unattributed"] == 0
+    assert set(run["failures_by_release"]) == {"v1", "v2"}
+    assert run["k6_thresholds_crossed"] == ["checks: rate>0.5"]
+    assert any("options vus, duration are replaced" in note for note in run["deploy"]["notes"])
+    # The same script with its checks passing passes.
+    again, document = rehearse(
+        tmp_path / "again", "examples.starlette_app:app --k6-script tests/apps/users.js --rate 40"
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert document["runs"][0]["failed"] == 0
+
+
+@pytest.mark.e2e
+def test_a_new_release_with_another_session_secret_logs_every_user_out(
+    tmp_path: Path, redis_server: Service
+) -> None:
+    # The user's own environment reaches the instances, ZERODOWN_* included.
+    env = {
+        "REDIS_URL": redis_server.url,
+        "ZERODOWN_SESSION_SECRETS": "the-secret-of-the-running-release-0123456789",
+        "ZERODOWN_SHUTDOWN_DELAY": "3",
+    }
+    done, document = rehearse(
+        tmp_path,
+        "examples.starlette_app:app --shutdown-delay 2 "
+        "--new-env ZERODOWN_SESSION_SECRETS=a-secret-the-old-release-never-had-0123456",
+        env=env,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (run,) = document["runs"]
+    sessions = run["sessions"]
+    assert sessions["users"] == run["load"]["session_users"] == 10
+    assert sessions["users_logged_out"] == 10
+    # The new release logs them out first; while both serve, each loses the other's.
+    first = min(sessions["by_release"].items(), key=lambda item: item[1]["first_at_s"])
+    assert first[0] == "v2"
+    assert "10 of 10 users were logged out" in done.stdout
+    assert run["settings_overridden"] == [
+        "--shutdown-delay 2 overrides ZERODOWN_SHUTDOWN_DELAY=3 from your environment"
+    ]
+    assert "setting: --shutdown-delay 2 overrides" in done.stdout
+
+
+@pytest.mark.e2e
+def test_a_canary_that_breaks_the_stable_release_is_rolled_back(
+    tmp_path: Path, redis_server: Service
+) -> None:
+    done, document = rehearse(
+        tmp_path,
+        "tests.apps.releases:needs_shared_key --new-app tests.apps.releases:deletes_shared_key "
+        "--factory --strategy canary --canary-pause 3",
+        env={"REDIS_URL": redis_server.url},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (run,) = document["runs"]
+    assert run["deploy"]["rolled_back"].startswith("at 10%: the stable release failed")
+    assert set(run["failures_by_release"]) == {"v1"}
+    assert run["server"] == "uvicorn --factory"
+    assert "release v1 failed" in done.stdout
+
+
+@pytest.mark.e2e
+def test_a_release_that_never_turns_ready_is_reported_with_its_failing_check(
+    tmp_path: Path,
+) -> None:
+    done, document = rehearse(
+        tmp_path,
+        "examples.starlette_app:app --new-app tests.apps.releases:never_ready --ready-timeout 3",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (run,) = document["runs"]
+    assert "v2-0 did not turn ready within 3s" in run["deploy"]["aborted"]
+    assert f"migrations: fail: RuntimeError: {NOT_READY_REASON}" in run["verdict"]["reasons"][0]
+    assert "GET /readyz" not in done.stdout  # the reason, not the access log

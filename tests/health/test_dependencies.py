@@ -7,6 +7,7 @@ import http.client
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -14,7 +15,7 @@ import redis as redis_py
 import redis.asyncio as redis_asyncio
 
 from tests.bed import Instance, ProcessGroup, Service
-from zerodown import Health
+from zerodown import ConfigurationError, Health
 from zerodown.health import Check, disk_space, migrations_applied, postgres, redis
 from zerodown.health import http as http_check
 
@@ -222,6 +223,72 @@ def test_the_migrations_check_reads_a_real_alembic_version_table(database: str) 
     status, output = run([check])["migrations"]
     assert status == "fail"
     assert output == "the database is at c9d9; this release runs on ae10, b7c2"
+
+
+def test_the_postgres_checks_take_sqlalchemy_engines_and_urls(database: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    rest = database.partition("://")[2]
+    engine = create_engine(f"postgresql+psycopg://{rest}")
+    # An async engine's pooled connections belong to one event loop (the app's, which the
+    # middleware runs async checks on); each run() here has a loop of its own.
+    async_engine = create_async_engine(f"postgresql+asyncpg://{rest}", poolclass=NullPool)
+    try:
+        targets = {
+            "engine": engine,
+            "async-engine": async_engine,
+            "psycopg-url": f"postgresql+psycopg://{rest}",
+            "asyncpg-url": f"postgresql+asyncpg://{rest}",
+        }
+        checks = [postgres(target, name=name) for name, target in targets.items()]
+        migrations = [
+            migrations_applied(target, "ae10", name=f"migrations-{name}")
+            for name, target in targets.items()
+        ]
+        assert {name: status for name, (status, _) in run(checks).items()} == dict.fromkeys(
+            targets, "pass"
+        )
+        assert run(migrations) == {
+            f"migrations-{name}": ("fail", "no schema version table: run the migrations")
+            for name in targets
+        }
+        execute(
+            database,
+            "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)",
+            "INSERT INTO alembic_version VALUES ('ae10')",
+        )
+        assert {status for status, _ in run(migrations).values()} == {"pass"}
+    finally:
+        engine.dispose()
+        asyncio.run(async_engine.dispose())
+
+
+def test_the_migrations_check_takes_its_revisions_from_alembic(
+    database: str, tmp_path: Path
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(tmp_path / "alembic.ini"))
+    config.set_main_option("script_location", str(tmp_path / "migrations"))
+    command.init(config, str(tmp_path / "migrations"))
+    config.set_main_option("sqlalchemy.url", "postgresql+psycopg://" + database.partition("://")[2])
+    command.revision(config, "create notes", rev_id="0001")
+    command.revision(config, "add a column", rev_id="0002")
+    check = migrations_applied(database, alembic=str(tmp_path / "alembic.ini"))
+    command.upgrade(config, "0001")
+    assert run([check])["migrations"] == (
+        "fail",
+        "the database is at 0001; this release runs on 0002",
+    )
+    command.upgrade(config, "head")
+    assert run([check])["migrations"] == ("pass", "")
+    with pytest.raises(ConfigurationError, match="one of them"):
+        migrations_applied(database)
+    with pytest.raises(ConfigurationError, match="no such file"):
+        migrations_applied(database, alembic=str(tmp_path / "missing.ini"))
 
 
 # -- HTTP and disk ---------------------------------------------------------------------------

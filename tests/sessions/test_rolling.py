@@ -1,5 +1,5 @@
 """Sessions against a real redis-server: the examples, and a rolling restart whose users
-keep their carts."""
+keep their sessions."""
 
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ from tests.sessions.harness import (
 from zerodown._cli.procs import LOOPBACK, free_port
 from zerodown._cli.rehearse.plan import RehearsalPlan
 from zerodown._cli.rehearse.progress import Progress
-from zerodown._cli.rehearse.report import RehearsalReport
 from zerodown._cli.rehearse.run import rehearse
 from zerodown.sessions import (
     MemoryStore,
@@ -68,37 +67,28 @@ def test_the_examples_keep_a_cart_that_their_instances_share(
         assert http.cookies["session"] == cookie
 
 
-def rolling_restart_with_carts(
-    procs: ProcessGroup, tmp_path: Path, *, disabled: bool
-) -> RehearsalReport:
-    """Two Starlette examples replaced in turn while 30% of requests add to session carts."""
-    plan = RehearsalPlan(
-        "examples.starlette_app:app",
-        rate=100,
-        duration=22,  # the deploy takes about 13 s after a few steady seconds
-        cart_fraction=0.3,
-        env=example_env(procs.redis()),
-        disabled=disabled,
-    )
-    return rehearse(plan, tmp_path, Progress(None))
-
-
 @pytest.mark.e2e
-def test_a_rolling_restart_loses_no_request_and_no_cart_item(
+def test_a_rolling_restart_loses_no_request_no_session_and_no_write(
     procs: ProcessGroup, tmp_path: Path
 ) -> None:
-    report = rolling_restart_with_carts(procs, tmp_path, disabled=False)
+    """Two Starlette examples replaced in turn while 30 users call the rehearsal's session
+    endpoint, each call one more write to their session, over TLS with Secure cookies."""
+    env = {**example_env(procs.redis()), "SESSION_COOKIE_SECURE": "1"}
+    plan = RehearsalPlan(
+        "examples.starlette_app:app", rate=100, duration=22, session_users=30, env=env
+    )
+    report = rehearse(plan, tmp_path, Progress(None))
     result = report.result
     assert result.failed == [], report.render()
-    assert result.lost_cart_items() == [], report.render()
-    added = result.cart_additions
-    assert len(added) >= 300, report.render()
-    # Visitors whose carts grew from before the deploy to after it: their session moved.
+    assert result.session_losses() == [], report.render()
+    calls = result.session_calls
+    assert len(calls) >= 300, report.render()
+    # Users whose count grew from before the deploy to after it: their session moved.
     spanning = {
-        record.visitor
-        for record in added
-        if record.started > report.deploy_ended and len(record.cart or ()) > 1
-    } & {record.visitor for record in added if record.ended < report.deploy_started}
+        call.visitor
+        for call in calls
+        if call.started > report.deploy_ended and (call.session_count or 0) > 1
+    } & {call.visitor for call in calls if call.ended < report.deploy_started}
     assert spanning, report.render()
 
 
@@ -246,11 +236,3 @@ def test_a_cluster_client_is_a_store_like_any_other(procs: ProcessGroup, tmp_pat
             await cluster.aclose()
 
     assert run(main) == {"theme": "dark", "user": "ada"}
-
-
-@pytest.mark.e2e
-def test_the_same_rolling_restart_without_zerodown_fails_requests(
-    procs: ProcessGroup, tmp_path: Path
-) -> None:
-    report = rolling_restart_with_carts(procs, tmp_path, disabled=True)
-    assert report.result.failed, f"the baseline must show failures: {report.render()}"

@@ -20,9 +20,10 @@ LOOPBACK = "127.0.0.1"
 
 
 def child_environment(app_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for an app process: ours, without stray ``ZERODOWN_*`` settings, with
-    ``app_dir`` first on ``PYTHONPATH`` so that ``module:attr`` imports from it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZERODOWN_")}
+    """The environment for an app process: ours (``ZERODOWN_*`` included, as the user set
+    it), then ``extra``, with ``app_dir`` first on ``PYTHONPATH`` so that ``module:attr``
+    imports from it."""
+    env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(app_dir), env.get("PYTHONPATH")]))
     env.update(extra or {})
     return env
@@ -130,16 +131,18 @@ def start_process(
     return ManagedProcess(name, popen, log_path)
 
 
-def http_get(url: str, timeout: float = 1.0) -> tuple[int | None, str]:
-    """The status and the start of the body of a GET to ``url``; (None, why) when nothing
-    answered."""
-    request = urllib.request.Request(url, headers={"Connection": "close"})
+def http_get(
+    url: str, timeout: float = 1.0, headers: Mapping[str, str] | None = None, limit: int = 500
+) -> tuple[int | None, str]:
+    """The status and the start (``limit`` bytes) of the body of a GET to ``url``;
+    (None, why) when nothing answered."""
+    request = urllib.request.Request(url, headers={"Connection": "close", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status: int = response.status
-            return status, response.read(500).decode(errors="replace")
+            return status, response.read(limit).decode(errors="replace")
     except urllib.error.HTTPError as error:
-        return error.code, error.read(500).decode(errors="replace")
+        return error.code, error.read(limit).decode(errors="replace")
     except (OSError, ValueError) as error:
         return None, str(getattr(error, "reason", error))
 

@@ -9,11 +9,13 @@ made or run, never when zerodown is imported.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 import weakref
 from collections import deque
 from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import Any, Unpack
 from urllib.parse import urlsplit
 
@@ -42,13 +44,16 @@ async def _fetch(target: Any, query: str, seconds: float) -> tuple[list[Any], di
     A pool with every connection in use is not waited on: under load that wait would fail
     readiness on every instance at once and take the whole service out.
     """
-    asyncpg = _import_asyncpg()
     if isinstance(target, str):
-        connection = await asyncpg.connect(target, timeout=seconds)
+        asyncpg = _import_asyncpg()
+        connection = await asyncpg.connect(libpq_url(target), timeout=seconds)
         try:
             return list(await connection.fetch(query)), {}
         finally:
             await connection.close(timeout=seconds)
+    if _sqlalchemy_engine(target) is not None:
+        return await _fetch_sqlalchemy(target, query, seconds)
+    asyncpg = _import_asyncpg()
     pool = target() if callable(target) and not isinstance(target, asyncpg.Pool) else target
     if pool is None:
         raise ConfigurationError("the pool is not created yet")
@@ -61,6 +66,59 @@ async def _fetch(target: Any, query: str, seconds: float) -> tuple[list[Any], di
         return list(await connection.fetch(query)), usage
 
 
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+psycopg://...``) as the plain one asyncpg takes."""
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme.partition("+")[0] in ("postgresql", "postgres"):
+        return f"postgresql://{rest}"
+    return url
+
+
+def _sqlalchemy_engine(target: Any) -> str | None:
+    """``sync`` or ``async`` for a SQLAlchemy ``Engine`` or ``AsyncEngine``, else None.
+
+    Told by the type's module, so that SQLAlchemy is imported only by apps that use it.
+    """
+    kind = type(target)
+    if not kind.__module__.startswith("sqlalchemy."):
+        return None
+    return {"Engine": "sync", "AsyncEngine": "async"}.get(kind.__name__)
+
+
+async def _fetch_sqlalchemy(
+    engine: Any, query: str, seconds: float
+) -> tuple[list[Any], dict[str, object]]:
+    """Run ``query`` on one of the engine's pooled connections, within ``seconds``."""
+    from sqlalchemy import text
+
+    checked_out = getattr(engine.pool, "checkedout", None)
+    usage: dict[str, object] = {} if checked_out is None else {"poolInUse": checked_out()}
+    if _sqlalchemy_engine(engine) == "async":
+        async with asyncio.timeout(seconds), engine.connect() as connection:
+            return list((await connection.execute(text(query))).all()), usage
+
+    def fetch() -> list[Any]:
+        with engine.connect() as connection:
+            return list(connection.execute(text(query)).all())
+
+    return await asyncio.wait_for(asyncio.to_thread(fetch), seconds), usage
+
+
+def _missing_table(error: BaseException) -> bool:
+    """PostgreSQL's undefined_table (42P01), from asyncpg or psycopg, wrapped by SQLAlchemy
+    or not."""
+    seen: BaseException | None = error
+    while seen is not None:
+        for source in (seen, getattr(seen, "orig", None)):
+            if (
+                getattr(source, "sqlstate", None) == "42P01"
+                or getattr(source, "pgcode", None) == "42P01"
+            ):
+                return True
+        seen = seen.__cause__
+    return False
+
+
 def postgres(
     target: Any,
     *,
@@ -70,8 +128,11 @@ def postgres(
 ) -> Check:
     """PostgreSQL answers ``query``.
 
-    ``target`` is an asyncpg pool, a DSN (a connection per run), or a function returning
-    the pool (for pools made at startup, after the check was registered).
+    ``target`` is an asyncpg pool, a SQLAlchemy ``Engine`` or ``AsyncEngine`` (one of its
+    pooled connections), a URL (``postgresql://``, or SQLAlchemy's
+    ``postgresql+psycopg://`` and ``postgresql+asyncpg://``: a connection per run), or a
+    function returning the pool (for pools made at startup, after the check was
+    registered).
 
     With a pool, ``poolInUse``/``poolMax`` are reported; a saturated pool warns instead of
     queueing the check behind the app's own queries.
@@ -96,29 +157,41 @@ def postgres(
 
 def migrations_applied(
     target: Any,
-    supported: str | Iterable[str],
+    supported: str | Iterable[str] | None = None,
     *,
+    alembic: Any = None,
     name: str = "migrations",
     query: str = "SELECT version_num FROM alembic_version",
     **options: Unpack[CheckOptions],
 ) -> Check:
     """The database's schema version is one this release supports.
 
-    ``supported`` are the revisions this release runs against (Alembic's heads by default
-    query). In the ``startup`` group unless told otherwise: a new release does not become
-    ready before its migration ran, while the running release is not taken out when the
-    next one migrates ahead of it.
+    ``target`` is what :func:`postgres` takes. ``supported`` are the revisions this release
+    runs against; or ``alembic`` computes them, the heads of its migration scripts: the
+    path of an ``alembic.ini``, an Alembic ``Config`` or ``ScriptDirectory``. In the
+    ``startup`` group unless told otherwise: a new release does not become ready before
+    its migration ran, while the running release is not taken out when the next one
+    migrates ahead of it.
     """
+    if (supported is None) == (alembic is None):
+        raise ConfigurationError(
+            "migrations_applied needs the supported revisions or alembic= (the path of an "
+            "alembic.ini, a Config or a ScriptDirectory), one of them"
+        )
+    if alembic is not None:
+        supported = alembic_heads(alembic)
+    assert supported is not None
     revisions = frozenset([supported] if isinstance(supported, str) else supported)
     if not revisions:
         raise ConfigurationError("migrations_applied needs at least one supported revision")
 
     async def check() -> dict[str, object]:
-        asyncpg = _import_asyncpg()
         try:
             rows, _ = await _fetch(target, query, _deadline(options))
-        except asyncpg.UndefinedTableError:
-            return {"status": "fail", "output": "no schema version table: run the migrations"}
+        except Exception as error:
+            if _missing_table(error):
+                return {"status": "fail", "output": "no schema version table: run the migrations"}
+            raise
         found = sorted(str(row[0]) for row in rows)
         observed = ",".join(found) or None
         if not found:
@@ -137,6 +210,30 @@ def migrations_applied(
     secrets = (target,) if isinstance(target, str) else ()
     options.setdefault("component_type", "datastore")
     return Check(name, check, secrets=secrets, **options)
+
+
+def alembic_heads(alembic: Any) -> list[str]:
+    """The head revisions of an Alembic project: an ``alembic.ini`` path, a ``Config`` or a
+    ``ScriptDirectory``."""
+    try:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+    except ImportError:
+        raise ConfigurationError("alembic= needs Alembic: pip install alembic") from None
+    if isinstance(alembic, (str, os.PathLike)):
+        path = Path(alembic)
+        if not path.is_file():
+            raise ConfigurationError(
+                f"alembic={str(path)!r}: no such file; give the path of alembic.ini"
+            )
+        alembic = Config(str(path))
+    script = (
+        alembic if isinstance(alembic, ScriptDirectory) else ScriptDirectory.from_config(alembic)
+    )
+    heads = list(script.get_heads())
+    if not heads:
+        raise ConfigurationError(f"the Alembic scripts in {script.dir} have no revision yet")
+    return heads
 
 
 def redis(client: Any, *, name: str = "redis", **options: Unpack[CheckOptions]) -> Check:

@@ -9,9 +9,12 @@ from .._errors import StoreError, StoreUnavailable
 from .._types import ASGIApp, Message, Receive, Scope, Send
 from .contract import SessionStore
 from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig, session_headers
+from .rehearsal import HEADER as REHEARSAL_HEADER
+from .rehearsal import RehearsalEndpoint
 from .session import LazySession, Session, storage_key
 from .stores import store_or_memory
 
+_REHEARSAL_HEADER = REHEARSAL_HEADER.lower().encode()
 _REFUSAL_HEADERS = [(name.encode(), value.encode()) for name, value in UNAVAILABLE_HEADERS]
 
 
@@ -37,6 +40,7 @@ class SessionMiddleware:
         self.store = store_or_memory(store)
         self.lazy = lazy
         self.config = SessionConfig(**options)
+        self.rehearsal = RehearsalEndpoint()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -44,6 +48,11 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         header = b"; ".join(value for name, value in scope["headers"] if name == b"cookie")
+        app = self.app
+        if kind == "http" and self.rehearsal.matches(
+            scope["path"], _header(scope, _REHEARSAL_HEADER)
+        ):
+            app = self.rehearsal.asgi
         verified = self.config.read_cookie(header.decode("latin-1"))
         session = LazySession(load_async=lambda: self._open(verified))
         if not self.lazy:
@@ -54,7 +63,7 @@ class SessionMiddleware:
                 return
         scope["session"] = session
         if kind == "http":
-            await self.app(scope, receive, self._sender(session, send))
+            await app(scope, receive, self._sender(session, send))
             return
         # A websocket cannot set a cookie: it saves changes to the session it came with.
         await self.app(scope, receive, send)
@@ -108,3 +117,7 @@ class SessionMiddleware:
             await send(message)
 
         return send_with_session
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope["headers"] if key == name), None)

@@ -22,6 +22,8 @@ from .contract import size_of
 
 #: Bytes of randomness in a session id (256 bits).
 ID_BYTES = 32
+#: Where the WSGI middleware puts the request's session.
+ENVIRON_KEY = "zerodown.session"
 #: The largest session, in bytes of field names and values.
 DEFAULT_MAX_SESSION_SIZE = 64 * 1024
 # A stored value's first byte says how the rest is encoded.

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Any
 from .._errors import StoreError, StoreUnavailable
 from .contract import SessionStore
 from .policy import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, SessionConfig, session_headers
-from .session import LazySession, Session, storage_key
+from .rehearsal import RehearsalEndpoint
+from .session import ENVIRON_KEY, LazySession, Session, storage_key
 from .stores import store_or_memory
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-#: Where the WSGI middleware puts the request's session.
-ENVIRON_KEY = "zerodown.session"
 _REFUSAL_STATUS = "503 Service Unavailable"
 
 
@@ -36,6 +35,7 @@ class WSGISessionMiddleware:
         self.app = app
         self.store = store_or_memory(store)
         self.config = SessionConfig(**options)
+        self.rehearsal = RehearsalEndpoint()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         verified = self.config.read_cookie(environ.get("HTTP_COOKIE", ""))
@@ -68,8 +68,13 @@ class WSGISessionMiddleware:
             ]
             return start_response(status, with_session, exc_info)
 
+        app = self.app
+        if self.rehearsal.matches(
+            environ.get("PATH_INFO", ""), environ.get("HTTP_X_ZERODOWN_REHEARSAL")
+        ):
+            app = self.rehearsal.wsgi
         try:
-            body = self.app(environ, start_with_session)
+            body = app(environ, start_with_session)
         except StoreUnavailable:
             if response.started:
                 raise

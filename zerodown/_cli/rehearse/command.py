@@ -1,35 +1,62 @@
-"""``zerodown rehearse``: its options, and turning them into a plan and a run."""
+"""``zerodown rehearse``: its options, and turning them into a plan and a run.
+
+Every setting of an instance is taken from an explicit flag, then the user's environment
+(which the instances inherit, ``ZERODOWN_*`` included), then zerodown's default; where a
+flag or the rehearsal itself overrides a variable the user set, the run says which and why.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 
+from ..._errors import ConfigurationError
+from ..._settings import Settings
 from .fleet import NotReady, ServerSpec
 from .plan import STRATEGIES, RehearsalPlan
 from .progress import Progress
 from .report import Thresholds, render_side_by_side, report_document
 from .run import rehearse
+from .traffic import load_traffic
 
 #: Options that set a field of the same name of the rehearsal plan, its default theirs:
 #: (group, option, type, help).
 _PLAN_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
     ("deploy", "--instances", int, "instances of each release"),
-    ("deploy", "--grace", float, "seconds from SIGTERM to SIGKILL (terminationGracePeriodSeconds)"),
-    ("deploy", "--shutdown-delay", float, "the instances' ZERODOWN_SHUTDOWN_DELAY"),
-    ("deploy", "--drain-timeout", float, "the instances' ZERODOWN_DRAIN_TIMEOUT"),
     ("deploy", "--canary-pause", float, "seconds per canary step"),
-    ("load", "--rate", int, "requests per second"),
+    ("deploy", "--max-surge", int, "rolling: instances above --instances while it rolls"),
+    ("deploy", "--max-unavailable", int, "rolling: instances below --instances while it rolls"),
+    ("deploy", "--ready-timeout", float, "seconds an instance has to turn ready"),
+    ("load", "--rate", int, "iterations per second: requests, or runs of your k6 function"),
     ("load", "--duration", float, "seconds of load"),
-    ("load", "--fast-path", str, "path of the ordinary requests"),
-    ("load", "--slow-path", str, "path of the slow requests"),
+    ("load", "--fast-path", str, "path of zerodown's ordinary requests"),
+    ("load", "--slow-path", str, "path of zerodown's slow requests"),
     ("load", "--slow-fraction", float, "share of slow requests"),
+    ("load", "--k6-exec", str, "the function of --k6-script that is one iteration"),
+    ("load", "--session-users", int, "users who check that their session survives (0: none)"),
 )
+#: Instance settings read as the instances read them: (option, variable, Settings field).
+_INSTANCE_SETTINGS = (
+    ("--shutdown-delay", "ZERODOWN_SHUTDOWN_DELAY", "shutdown_delay"),
+    ("--drain-timeout", "ZERODOWN_DRAIN_TIMEOUT", "drain_timeout"),
+    ("--grace", "ZERODOWN_GRACE_PERIOD", "grace_period"),
+)
+#: terminationGracePeriodSeconds when neither --grace nor ZERODOWN_GRACE_PERIOD gives it.
+DEFAULT_GRACE = 30.0
+#: Set by the rehearsal over the user's value, and why.
+_REHEARSAL_SETTINGS = {
+    # HAProxy drops idle server connections after 5 s, before any server's keep-alive.
+    "ZERODOWN_PROXY_IDLE_TIMEOUT": (
+        "5",
+        "the rehearsal's HAProxy drops idle connections after 5 s",
+    ),
+}
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,29 +64,44 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rehearse = commands.add_parser(
         "rehearse",
         help="rehearse a deploy of your app under load and report every failed request",
-        description="Start your app's instances behind HAProxy (readiness checks, no "
-        "retries), send open-loop load with k6, deploy the new release with the chosen "
-        "strategy and report every request. Exit 0 when the deploy stayed within the "
-        "thresholds, 1 when it crossed one, 2 when the rehearsal could not run.",
+        description="Start your app's instances behind HAProxy (TLS, readiness checks, no "
+        "retries), send open-loop load with k6 (zerodown's or your own script) and users "
+        "who check their sessions, deploy the new release with the chosen strategy and "
+        "report every request, per release. Exit 0 when the deploy stayed within the "
+        "thresholds, 1 when it crossed one, 2 when the rehearsal could not run. Settings of "
+        "an instance come from a flag, then your environment (the instances inherit it), "
+        "then zerodown's default.",
     )
-    rehearse.add_argument("app", nargs="?", help="the app as MODULE:ATTR, e.g. myapp.main:app")
+    rehearse.add_argument(
+        "app", nargs="?", help="the app as MODULE:ATTR, e.g. myapp.main:app (or a factory)"
+    )
     rehearse.add_argument(
         "--new-app", metavar="MODULE:ATTR", help="the release to deploy, if not APP"
+    )
+    rehearse.add_argument(
+        "--new-dir",
+        type=Path,
+        metavar="PATH",
+        help="where the new release's code is (another checkout or worktree), if not here",
     )
     server = rehearse.add_argument_group("how an instance runs")
     server.add_argument("--server", choices=("uvicorn", "gunicorn"), default="uvicorn")
     server.add_argument(
         "-k",
         "--worker-class",
-        default="gthread",
         help="gunicorn worker class: sync, gthread (default), asgi, uvicorn (zerodown's) or a "
-        "dotted path",
+        "dotted path; overrides --gunicorn-config's",
     )
-    server.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: 2)")
+    server.add_argument("--workers", type=int, help="gunicorn workers (default: 2)")
+    server.add_argument("--threads", type=int, help="threads per gthread worker (default: 8)")
     server.add_argument(
-        "--threads", type=int, default=8, help="threads per gthread worker (default: 8)"
+        "--gunicorn-config",
+        metavar="PATH",
+        help="yours (with zerodown's hooks); -k, --workers and --threads override it",
     )
-    server.add_argument("--gunicorn-config", metavar="PATH", help="yours (with zerodown's hooks)")
+    server.add_argument(
+        "--factory", action="store_true", help="APP is a function that returns the app"
+    )
     server.add_argument(
         "--command",
         dest="command_template",
@@ -81,23 +123,60 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     groups["deploy"].add_argument(
         "--canary-steps", default="10,50,100", help="percentages (default: 10,50,100)"
     )
+    for option, variable, name in _INSTANCE_SETTINGS:
+        default = DEFAULT_GRACE if option == "--grace" else getattr(Settings(), name)
+        groups["deploy"].add_argument(
+            option,
+            type=float,
+            help=f"seconds; the instances' {variable} (default: yours, else {default:g})",
+        )
     for group, option, kind, help_text in _PLAN_OPTIONS:
         default = defaults[option.lstrip("-").replace("-", "_")]
         groups[group].add_argument(
             option, type=kind, default=default, help=f"{help_text} (default: %(default)s)"
         )
+    groups["load"].add_argument(
+        "--k6-script",
+        type=Path,
+        metavar="FILE.js",
+        help="your k6 script: its default function (or --k6-exec) is one iteration, run at "
+        "--rate per second; BASE_URL in its __ENV is the proxy's address",
+    )
+    groups["load"].add_argument(
+        "--traffic",
+        type=Path,
+        metavar="FILE.toml",
+        help="your traffic declared: weighted requests, and users who log in (see "
+        "docs/rehearse.md); one request per iteration",
+    )
     verdict = rehearse.add_argument_group("the verdict and the report")
     verdict.add_argument("--max-failures", type=int, default=0, help="(default: 0)")
+    thresholds = Thresholds()
     verdict.add_argument(
         "--max-p99-ratio",
         type=float,
-        default=1.5,
-        help="p99 during the deploy / steady p99 (default: 1.5)",
+        default=thresholds.max_p99_ratio,
+        help="a path's p99 during and after the deploy / its p99 before (default: %(default)s)",
+    )
+    verdict.add_argument(
+        "--p99-floor-ms",
+        type=float,
+        default=thresholds.p99_floor_ms,
+        help="...and at least this many ms above it to fail (default: %(default)s)",
+    )
+    verdict.add_argument(
+        "--min-requests",
+        type=int,
+        default=thresholds.min_requests,
+        help="fewer requests of a path in a window: its p99 is shown, not judged "
+        "(default: %(default)s)",
     )
     verdict.add_argument(
         "--compare", action="store_true", help="run it again with ZERODOWN_DISABLED=1, side by side"
     )
-    verdict.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    verdict.add_argument(
+        "--json", metavar="FILE", help="write the report as JSON (- for standard output)"
+    )
     verdict.add_argument("--workdir", type=Path, help="where logs go (default: a new temp dir)")
     verdict.add_argument("--quiet", action="store_true", help="print only the report")
 
@@ -112,6 +191,45 @@ def _pairs(raw: Sequence[str], option: str) -> dict[str, str]:
     return pairs
 
 
+def instance_environment(
+    args: argparse.Namespace, user_env: Mapping[str, str]
+) -> tuple[dict[str, str], Settings, float, list[str]]:
+    """What the rehearsal sets over the user's environment, the settings the instances
+    will run with, the grace period, and a line for each variable of the user's overridden."""
+    try:
+        settings = Settings.load(
+            environ=user_env,
+            **{
+                name: getattr(args, option[2:].replace("-", "_"))
+                for option, _, name in _INSTANCE_SETTINGS
+            },
+        )
+    except ConfigurationError as error:
+        raise ValueError(str(error)) from None
+    grace = DEFAULT_GRACE if settings.grace_period is None else settings.grace_period
+    env: dict[str, str] = {}
+    overrides = []
+    for option, variable, _name in _INSTANCE_SETTINGS:
+        given = getattr(args, option[2:].replace("-", "_"))
+        if given is None:
+            continue
+        env[variable] = f"{given:g}"
+        if variable in user_env and user_env[variable] != env[variable]:
+            mine = f"{variable}={user_env[variable]}"
+            overrides.append(f"{option} {given:g} overrides {mine} from your environment")
+    for variable, (value, why) in _REHEARSAL_SETTINGS.items():
+        env[variable] = value
+        if variable in user_env and user_env[variable] != value:
+            overrides.append(f"{variable}={value} overrides your {user_env[variable]}: {why}")
+    for key, value in _pairs(args.env, "--env").items():
+        if key in user_env and user_env[key] != value:
+            overrides.append(f"--env {key}={value} overrides {key} from your environment")
+        env[key] = value
+    if "ZERODOWN_RELEASE" in user_env:
+        overrides.append("ZERODOWN_RELEASE is set to v1 and v2: the report names the releases so")
+    return env, settings, grace, overrides
+
+
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         if args.app is None and args.command_template is None:
@@ -122,6 +240,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--canary-steps {args.canary_steps!r}: expected percentages such as 10,50,100"
             ) from None
+        env, settings, grace, overrides = instance_environment(args, os.environ)
         # Options named as the plan's fields are taken as they are.
         same = {f.name: getattr(args, f.name) for f in fields(RehearsalPlan) if f.name in args}
         plan = RehearsalPlan(
@@ -135,13 +254,26 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                     threads=args.threads,
                     gunicorn_config=args.gunicorn_config,
                     command=args.command_template or "",
+                    factory=args.factory,
                 ),
                 "retries": 1 if args.retry else 0,
-                "env": _pairs(args.env, "--env"),
+                # k6 runs from the script's directory, so that its own imports resolve.
+                "k6_script": args.k6_script and args.k6_script.resolve(),
+                "new_dir": args.new_dir and args.new_dir.resolve(),
+                "traffic_file": args.traffic,
+                "traffic": None if args.traffic is None else load_traffic(args.traffic),
+                "grace": grace,
+                "shutdown_delay": settings.shutdown_delay,
+                "drain_timeout": settings.drain_timeout,
+                "env": env,
                 "new_env": _pairs(args.new_env, "--new-env"),
                 "canary_steps": steps,
+                "overrides": tuple(overrides),
                 "thresholds": Thresholds(
-                    max_failures=args.max_failures, max_p99_ratio=args.max_p99_ratio
+                    max_failures=args.max_failures,
+                    max_p99_ratio=args.max_p99_ratio,
+                    p99_floor_ms=args.p99_floor_ms,
+                    min_requests=args.min_requests,
                 ),
             }
         )
@@ -150,23 +282,29 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if problems := plan.problems():
         parser.error("rehearse: " + "; ".join(problems))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="zerodown-rehearsal-"))
+    # With the JSON on standard output, the words go to standard error.
+    out = sys.stderr if args.json == "-" else sys.stdout
     runs = [plan, replace(plan, disabled=True)] if args.compare else [plan]
     reports = []
     for run in runs:
         name = "without-zerodown" if run.disabled else "with-zerodown"
-        progress = Progress(None if args.quiet else sys.stdout)
+        progress = Progress(None if args.quiet else out)
         if not args.quiet:
-            print(f"\n== {name}: logs in {workdir / name}", flush=True)
+            print(f"\n== {name}: logs in {workdir / name}", flush=True, file=out)
         try:
             reports.append(rehearse(run, workdir / name, progress))
         except (NotReady, FileNotFoundError, RuntimeError, TimeoutError) as error:
             print(f"zerodown rehearse: {error}\n(logs in {workdir / name})", file=sys.stderr)
             return 2
-    print()
+    print(file=out)
     for report in reports:
-        print(report.render(), end="\n\n")
+        print(report.render(), end="\n\n", file=out)
     if len(reports) > 1:
-        print(render_side_by_side(reports), end="\n\n")
+        print(render_side_by_side(reports), end="\n\n", file=out)
     if args.json is not None:
-        args.json.write_text(json.dumps(report_document(reports), indent=2) + "\n")
+        document = json.dumps(report_document(reports), indent=2) + "\n"
+        if args.json == "-":
+            sys.stdout.write(document)
+        else:
+            Path(args.json).write_text(document)
     return 0 if reports[0].passed else 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shlex
 import signal
 import sys
@@ -17,6 +19,7 @@ from ..procs import (
     child_environment,
     find_tool,
     free_port,
+    http_get,
     start_process,
     stop_all,
     wait_for_http,
@@ -31,19 +34,31 @@ GUNICORN_HINT = "gunicorn was not found; install it with `pip install 'zerodown[
 GUNICORN_KEEPALIVE = 10
 
 
+#: gunicorn's settings when neither the command line nor a config of the user's gives them.
+DEFAULT_WORKER_CLASS, DEFAULT_WORKERS, DEFAULT_THREADS = "gthread", 2, 8
+#: The line gunicorn logs at start naming the worker class it runs.
+_WORKER_LINE = re.compile(r"Using worker: (\S+)")
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSpec:
-    """How to run one instance of the app on a given port."""
+    """How to run one instance of the app on a given port.
+
+    ``worker_class``, ``workers`` and ``threads`` are None when not given: with a gunicorn
+    config of the user's, its values stand; without one, the defaults here.
+    """
 
     kind: ServerKind = "uvicorn"
-    worker_class: str = "gthread"
-    workers: int = 2
+    worker_class: str | None = None
+    workers: int | None = None
     #: Threads per gthread worker.
-    threads: int = 8
+    threads: int | None = None
     #: A gunicorn config of the user's (it imports zerodown's hooks); zerodown's own if None.
     gunicorn_config: str | None = None
     #: A command line with ``{port}`` (and optionally ``{app}``), for ``kind="command"``.
     command: str = ""
+    #: The app is a factory to call (``module:create_app``).
+    factory: bool = False
 
     def argv(self, app: str, port: int, drain_timeout: float) -> list[str]:
         if self.kind == "command":
@@ -52,7 +67,10 @@ class ServerSpec:
             argv = [sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(port)]
             # Keep-alive above the proxy's idle lifetime for its server connections.
             drain = str(max(1, int(drain_timeout)))
-            return [*argv, "--timeout-keep-alive", "75", "--timeout-graceful-shutdown", drain]
+            argv += ["--timeout-keep-alive", "75", "--timeout-graceful-shutdown", drain]
+            return [*argv, "--factory"] if self.factory else argv
+        if self.factory and not app.endswith(")"):
+            app += "()"  # gunicorn calls an app given as `module:create_app()`
         # The console script, not `python -m gunicorn`: a USR2 upgrade re-executes argv[0].
         argv = [find_tool("gunicorn", GUNICORN_HINT), app, "--bind", f"{LOOPBACK}:{port}"]
         argv += [
@@ -60,26 +78,40 @@ class ServerSpec:
             "-c",
             self.gunicorn_config or "python:zerodown.gunicorn_conf",
         ]
+        # The command line overrides the config, as gunicorn has it.
+        worker_class, workers, threads = (self.worker_class, self.workers, self.threads)
         if self.gunicorn_config is None:
-            worker = WORKER_CLASSES.get(self.worker_class, self.worker_class)
-            argv += ["-k", worker, "--workers", str(self.workers)]
-            if worker == "gthread":
-                argv += ["--threads", str(self.threads)]
+            worker_class = worker_class or DEFAULT_WORKER_CLASS
+            workers = workers or DEFAULT_WORKERS
+            threads = threads or DEFAULT_THREADS
             argv += ["--keep-alive", str(GUNICORN_KEEPALIVE)]
             argv += ["--graceful-timeout", str(max(1, int(drain_timeout)))]
+        if worker_class is not None:
+            argv += ["-k", WORKER_CLASSES.get(worker_class, worker_class)]
+        if workers is not None:
+            argv += ["--workers", str(workers)]
+        if threads is not None and worker_class in (None, "gthread"):
+            argv += ["--threads", str(threads)]
         return argv
 
     @property
     def reloads_on_hup(self) -> bool:
         return self.kind != "uvicorn"
 
-    def describe(self) -> str:
+    def describe(self, worker_class: str | None = None) -> str:
+        """What runs an instance; ``worker_class`` is the one gunicorn said it runs."""
         if self.kind == "command":
             return f"`{self.command}`"
-        if self.kind == "gunicorn" and self.gunicorn_config is None:
-            threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
-            return f"gunicorn -k {self.worker_class} ({self.workers} workers{threads})"
-        return self.kind
+        if self.kind == "uvicorn":
+            return "uvicorn --factory" if self.factory else "uvicorn"
+        ran = worker_class or self.worker_class or DEFAULT_WORKER_CLASS
+        config = f", {self.gunicorn_config}" if self.gunicorn_config else ""
+        workers = self.workers or (None if self.gunicorn_config else DEFAULT_WORKERS)
+        threads = self.threads or (None if self.gunicorn_config else DEFAULT_THREADS)
+        counts = f"{workers} workers" if workers else "workers as configured"
+        if ran.endswith("gthread") and threads:
+            counts += f" x {threads} threads"
+        return f"gunicorn -k {ran} ({counts}{config})"
 
 
 @dataclass(slots=True)
@@ -91,6 +123,13 @@ class Instance:
     port: int
     process: ManagedProcess
     signalled_at: float | None = None
+
+    def worker_class(self) -> str | None:
+        """The worker class gunicorn said it runs, from the instance's log; None if none."""
+        found = _WORKER_LINE.search(self.process.log_text())
+        if found is None:
+            return None
+        return found.group(1)
 
     @property
     def url(self) -> str:
@@ -116,7 +155,11 @@ class NotReady(RuntimeError):
 
 
 class Fleet:
-    """Starts instances on free ports and keeps each one's log in ``workdir``."""
+    """Starts instances on free ports and keeps each one's log in ``workdir``.
+
+    ``health_token`` is the bearer token the instances accept (``ZERODOWN_HEALTH_TOKEN``):
+    with it, an instance that does not turn ready is asked which checks fail and why.
+    """
 
     def __init__(
         self,
@@ -126,32 +169,35 @@ class Fleet:
         ready_path: str,
         ready_status: Callable[[int | None], bool],
         drain_timeout: float,
-        start_timeout: float,
+        ready_timeout: float,
         env: Mapping[str, str],
+        health_token: str | None = None,
     ) -> None:
         self.spec = spec
         self.workdir = workdir
         self.ready_path = ready_path
         self._ready_status = ready_status
         self._drain_timeout = drain_timeout
-        self._start_timeout = start_timeout
+        self._ready_timeout = ready_timeout
         self._env = env
+        self._health_token = health_token
         self.instances: list[Instance] = []
 
-    def launch(self, app: str, release: str, number: int, env: Mapping[str, str]) -> Instance:
-        """Start ``app`` and return once its readiness path answers as ready."""
+    def start(
+        self, app: str, release: str, number: int, env: Mapping[str, str], app_dir: Path
+    ) -> Instance:
+        """Start ``app`` from ``app_dir``; :meth:`wait_until_ready` awaits its readiness."""
         port = free_port()
         name = f"{release}-{number}"
         process = start_process(
             name,
             self.spec.argv(app, port, self._drain_timeout),
             log_path=self.workdir / f"{name}.log",
-            env=child_environment(Path.cwd(), {**self._env, **env, "ZERODOWN_RELEASE": release}),
-            cwd=Path.cwd(),
+            env=child_environment(app_dir, {**self._env, **env, "ZERODOWN_RELEASE": release}),
+            cwd=app_dir,
         )
         instance = Instance(name, release, port, process)
         self.instances.append(instance)
-        self.wait_until_ready(instance)
         return instance
 
     def wait_until_ready(self, instance: Instance) -> None:
@@ -166,11 +212,27 @@ class Fleet:
 
         url = instance.url + self.ready_path
         try:
-            wait_for_http(url, timeout=self._start_timeout, ready=ready, process=instance.process)
+            wait_for_http(url, timeout=self._ready_timeout, ready=ready, process=instance.process)
         except NotReady:
             raise
-        except (RuntimeError, TimeoutError) as error:
+        except RuntimeError as error:  # it exited: what it printed says why
             raise NotReady(f"{instance.name}: {error}") from None
+        except TimeoutError:
+            raise NotReady(self._not_ready(instance)) from None
+
+    def _not_ready(self, instance: Instance) -> str:
+        """Why ``instance`` is not ready: its failing checks, else the end of its log."""
+        text = f"{instance.name} did not turn ready within {self._ready_timeout:g}s"
+        headers = {"Authorization": f"Bearer {self._health_token}"} if self._health_token else {}
+        status, body = http_get(
+            f"{instance.url}/readyz?verbose", timeout=5.0, headers=headers, limit=65536
+        )
+        reasons = failing_checks(body)
+        if reasons:
+            return f"{text}, its failing checks:\n" + "\n".join(f"  {r}" for r in reasons)
+        log = [line for line in instance.process.log_text().splitlines() if "/readyz" not in line]
+        tail = "\n".join(log[-30:])
+        return f"{text} (/readyz answered {status or 'nothing'}); its log ends with:\n{tail}"
 
     def wait_for_exit(self, instance: Instance, grace: float) -> bool:
         """Wait out the grace period from its SIGTERM; SIGKILL it after. True if it exited."""
@@ -184,3 +246,17 @@ class Fleet:
 
     def stop_all(self) -> None:
         stop_all((instance.process for instance in self.instances), timeout=5)
+
+
+def failing_checks(body: str) -> list[str]:
+    """``name: status: output`` of each check that does not pass, from a probe's JSON body."""
+    try:
+        checks = json.loads(body).get("checks", {})
+        return [
+            f"{name}: {result.get('status')}: {result.get('output', '')}".rstrip(": ")
+            for name, results in checks.items()
+            for result in results
+            if result.get("status") != "pass"
+        ]
+    except (ValueError, AttributeError, TypeError):
+        return []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ def render_config(
     route_map: Path,
     check: ProxyCheck,
     retries: int = 0,
+    certificate: Path | None = None,
 ) -> str:
     # One retry on another server, on connection errors only: what an nginx ingress does
     # (proxy_next_upstream error).
@@ -109,7 +111,8 @@ defaults
 {retry_lines}
 
 frontend zerodown_in
-    bind {LOOPBACK}:{port}
+    bind {LOOPBACK}:{port}{f" ssl crt {certificate}" if certificate else ""}
+    http-request set-header X-Forwarded-Proto {"https" if certificate else "http"}
     use_backend %[str(active),map({route_map},{backends[0]})]
 
 {sections}"""
@@ -125,16 +128,24 @@ class HAProxy:
         admin_socket: Path,
         route_map: Path,
         check: ProxyCheck,
+        certificate: Path | None = None,
     ) -> None:
         self.process = process
+        self.certificate = certificate
         self.port = port
         self.admin_socket = admin_socket
         self._route_map = route_map
         self.check = check
 
     @property
+    def trusted_certificate(self) -> Path | None:
+        """The certificate a client must trust to reach the proxy over TLS; None without."""
+        return None if self.certificate is None else self.certificate.with_name("cert.pem")
+
+    @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        scheme = "https" if self.certificate else "http"
+        return f"{scheme}://{LOOPBACK}:{self.port}"
 
     def command(self, line: str) -> str:
         """Send one command to the admin socket and return its answer."""
@@ -230,8 +241,14 @@ def start_haproxy(
     check: ProxyCheck | None = None,
     retries: int = 0,
     port: int | None = None,
+    tls: bool = False,
 ) -> HAProxy:
-    """Start HAProxy with empty ``backends``, routing to the first; add servers after."""
+    """Start HAProxy with empty ``backends``, routing to the first; add servers after.
+
+    With ``tls``, it serves HTTPS with a self-signed certificate for 127.0.0.1 made in
+    ``workdir`` (``HAProxy.certificate``, the one file a client must trust): session
+    cookies are ``Secure``, and clients send them over HTTPS only.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     # A directory of its own under the system's temp dir: a socket path in a deep workdir
@@ -240,6 +257,7 @@ def start_haproxy(
     route_map = workdir / "route.map"
     route_map.write_text(f"active {backends[0]}\n")
     check = check or ProxyCheck()
+    certificate = self_signed_certificate(workdir / "tls") if tls else None
     config = workdir / "haproxy.cfg"
     config.write_text(
         render_config(
@@ -249,6 +267,7 @@ def start_haproxy(
             route_map=route_map,
             check=check,
             retries=retries,
+            certificate=certificate,
         )
     )
     process = start_process(
@@ -262,4 +281,38 @@ def start_haproxy(
 
     if not poll(started, timeout=10.0, interval=0.05):
         raise RuntimeError(f"haproxy did not start:\n{process.log_text()[-4000:]}")
-    return HAProxy(process, port, admin_socket, route_map, check)
+    return HAProxy(process, port, admin_socket, route_map, check, certificate)
+
+
+def self_signed_certificate(directory: Path) -> Path:
+    """A certificate for 127.0.0.1 valid for a day, its key in the same PEM file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pem, key = directory / "proxy.pem", directory / "proxy.key"
+    openssl = find_tool(
+        "openssl", "openssl was not found; install it with `apt-get install openssl`"
+    )
+    argv = [
+        openssl,
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=zerodown rehearsal",
+        "-addext",
+        f"subjectAltName=IP:{LOOPBACK}",
+        "-keyout",
+        str(key),
+        "-out",
+        str(directory / "cert.pem"),
+    ]
+    made = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        raise RuntimeError(f"openssl could not make the proxy's certificate: {made.stderr}")
+    pem.write_text((directory / "cert.pem").read_text() + key.read_text())
+    return pem

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from .fleet import ServerSpec
 from .haproxy import path_problem
@@ -29,8 +30,15 @@ class RehearsalPlan:
     fast_path: str = "/"
     slow_path: str = "/slow?ms=300"
     slow_fraction: float = 0.2
-    #: Share of requests that add to a session cart (the app serves POST /cart/add).
-    cart_fraction: float = 0.0
+    #: The user's k6 script instead of the fast and slow paths, and its iteration function.
+    k6_script: Path | None = None
+    k6_exec: str = "default"
+    #: ``--traffic``: the file, and its requests and users as ``load_traffic`` read them.
+    traffic_file: Path | None = None
+    traffic: Mapping[str, Any] | None = None
+    #: Users who call the rehearsal's session endpoint (when the app has zerodown's
+    #: sessions), each with its own cookie jar.
+    session_users: int = 10
     #: Seconds from SIGTERM to SIGKILL, as Kubernetes' terminationGracePeriodSeconds.
     grace: float = 30.0
     shutdown_delay: float = 4.0
@@ -42,10 +50,18 @@ class RehearsalPlan:
     env: Mapping[str, str] = field(default_factory=dict)
     #: Extra environment of the new release only.
     new_env: Mapping[str, str] = field(default_factory=dict)
+    #: Where the new release's code is, if not in the current directory.
+    new_dir: Path | None = None
+    #: Rolling: instances above the desired count while it rolls, and below it.
+    max_surge: int = 1
+    max_unavailable: int = 0
     canary_steps: tuple[int, ...] = (10, 50, 100)
     canary_pause: float = 5.0
     thresholds: Thresholds = field(default_factory=Thresholds)
-    start_timeout: float = 60.0
+    #: Seconds an instance has to turn ready after it started.
+    ready_timeout: float = 60.0
+    #: What the rehearsal set in the instances' environment over the user's, and why.
+    overrides: tuple[str, ...] = ()
 
     def problems(self) -> list[str]:
         """What makes this plan impossible to run, each with what to change."""
@@ -71,6 +87,22 @@ class RehearsalPlan:
             problems.append("--canary-steps must be percentages ending in 100, e.g. 10,50,100")
         if list(steps) != sorted(set(steps)):
             problems.append("--canary-steps must increase, e.g. 10,50,100")
+        if self.max_surge < 0 or self.max_unavailable < 0:
+            problems.append("--max-surge and --max-unavailable must be 0 or more")
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            problems.append(
+                "--max-surge and --max-unavailable cannot both be 0: nothing could roll"
+            )
+        if self.ready_timeout <= 0:
+            problems.append("--ready-timeout must be more than 0 seconds")
+        if self.k6_script is not None and self.traffic is not None:
+            problems.append("give --k6-script or --traffic, not both")
+        if self.k6_script is not None and not self.k6_script.is_file():
+            problems.append(f"--k6-script {self.k6_script}: no such file")
+        if self.new_dir is not None and not self.new_dir.is_dir():
+            problems.append(f"--new-dir {self.new_dir}: no such directory")
+        if self.strategy == "hup" and self.new_dir is not None:
+            problems.append("--strategy hup reloads the code on disk; drop --new-dir")
         if self.server.kind == "command" and "{port}" not in self.server.command:
             problems.append("--command must contain {port}, where the instance listens")
         return problems

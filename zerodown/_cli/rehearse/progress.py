@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from .k6 import read_records
+from .k6 import RequestRecord
 
 
 class Progress:
@@ -49,13 +49,13 @@ class Progress:
             self._out.write(f"  {line}\n")
         self._out.flush()
 
-    def watch(self, records: Path) -> None:
-        """Count requests and failures from k6's record file until :meth:`stop`."""
+    def watch(self, records: Callable[[], Sequence[RequestRecord]]) -> None:
+        """Count requests and failures of the load's records until :meth:`stop`."""
         every = 1.0 if self._live else 5.0
 
         def tick() -> None:
             while not self._stopping.wait(every):
-                seen = read_records(records)
+                seen = records()
                 failed = sum(record.failed for record in seen)
                 offset = time.time() - self._started
                 with self._lock:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .k6 import LoadResult, RequestRecord
+from .machine import saturated_seconds
 
 if TYPE_CHECKING:
     from .plan import RehearsalPlan
@@ -34,12 +35,40 @@ class Thresholds:
     """What a deploy must stay within to pass; the exit status follows the verdict."""
 
     max_failures: int = 0
-    #: p99 latency during the deploy at most this many times the steady p99.
+    #: A path's p99 during the deploy (and after it) fails the deploy when it is more than
+    #: this many times its p99 before the deploy...
     max_p99_ratio: float = 1.5
+    #: ...and more than this many milliseconds above it: a 15 ms p99 that became 54 ms in a
+    #: one-second deploy is noise, not a regression.
+    p99_floor_ms: float = 50.0
+    #: A path with fewer answered requests than this in either window is shown, not judged.
+    min_requests: int = 200
     #: A canary step rolls back when more than this share of the canary's answers fail...
     canary_max_error_rate: float = 0.01
     #: ...or when its p99 exceeds the steady p99 by more than this factor.
     canary_max_p99_ratio: float = 2.0
+
+    def p99_regressed(self, before_ms: float, after_ms: float) -> bool:
+        return (
+            after_ms > self.max_p99_ratio * before_ms and after_ms > before_ms + self.p99_floor_ms
+        )
+
+    def stable_problem(
+        self, before: Sequence[RequestRecord], since: Sequence[RequestRecord]
+    ) -> str | None:
+        """Why the stable release's answers since the canary started call for a rollback:
+        its share of failures rose by more than ``canary_max_error_rate``."""
+        if not since:
+            return None
+        failed = sum(record.failed for record in since)
+        rate = failed / len(since)
+        rate_before = sum(r.failed for r in before) / len(before) if before else 0.0
+        if failed and rate - rate_before > self.canary_max_error_rate:
+            return (
+                f"the stable release failed {failed} of {len(since)} requests since the canary "
+                f"started ({rate:.1%}, {rate_before:.1%} before it)"
+            )
+        return None
 
     def canary_problem(self, answered: Sequence[RequestRecord], steady_p99: float) -> str | None:
         """Why the canary's answers in one step call for a rollback, or None."""
@@ -73,6 +102,32 @@ class DeployOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed request or a failed check of the user's script."""
+
+    at: float
+    kind: str
+    server: str
+    path: str
+    error: str
+
+
+#: The windows that latency is measured in; the first is the baseline.
+WINDOWS = ("before", "during", "after")
+
+
+@dataclass(frozen=True, slots=True)
+class PathLatency:
+    """One path's p99 in each window, and whether the deploy made it regress."""
+
+    name: str
+    counts: dict[str, int]
+    p99_ms: dict[str, float]
+    judged: bool
+    regressed: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class RehearsalReport:
     plan: RehearsalPlan
     result: LoadResult
@@ -83,6 +138,10 @@ class RehearsalReport:
     events: list[tuple[float, str]]
     #: Each instance's release, by the name the proxy knows it by.
     releases: dict[str, str]
+    #: The worker class gunicorn said it ran, when it is gunicorn.
+    worker_class: str | None = None
+    #: The machine's CPU use, a sample a second: (``time.time()``, busy share).
+    cpu: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def deploy_duration(self) -> float:
@@ -92,46 +151,182 @@ class RehearsalReport:
     def load_ended(self) -> float:
         return max((record.ended for record in self.result.records), default=self.load_started)
 
-    def _during(self, record: RequestRecord) -> bool:
-        return record.started < self.deploy_ended and record.ended > self.deploy_started
+    def window(self, record: RequestRecord) -> str:
+        """``before``, ``during`` or ``after`` the deploy."""
+        if record.ended <= self.deploy_started:
+            return "before"
+        return "during" if record.started < self.deploy_ended else "after"
 
-    def latency(self, *, during_deploy: bool) -> dict[str, float]:
-        """p50/p95/p99/max in ms of the answered requests, in or out of the deploy window."""
+    def _judged_records(self) -> list[RequestRecord]:
+        """The traffic's answered requests; the users' session calls are not the app's."""
+        return [r for r in self.result.records if not r.failed and r.scenario == "traffic"]
+
+    def latency(self, window: str) -> dict[str, float]:
+        """p50/p95/p99/max in ms of the answered requests in ``window``."""
         chosen = sorted(
-            record.latency * 1000
-            for record in self.result.records
-            if not record.failed and self._during(record) == during_deploy
+            r.latency * 1000 for r in self._judged_records() if self.window(r) == window
         )
         if not chosen:
             return {}
         return {name: round(percentile(chosen, q), 1) for name, q in _QUANTILES}
+
+    def latency_by_path(self) -> list[PathLatency]:
+        """Each path's p99 per window, judged where both windows have enough requests."""
+        thresholds = self.plan.thresholds
+        by_path: dict[str, dict[str, list[float]]] = {}
+        for record in self._judged_records():
+            windows = by_path.setdefault(
+                f"{record.method} {record.label}", {w: [] for w in WINDOWS}
+            )
+            windows[self.window(record)].append(record.latency * 1000)
+        paths = []
+        for name, windows in sorted(
+            by_path.items(), key=lambda item: -sum(map(len, item[1].values()))
+        ):
+            counts = {w: len(values) for w, values in windows.items()}
+            p99 = {w: round(percentile(sorted(v), 0.99), 1) for w, v in windows.items() if v}
+            judged = [
+                w
+                for w in WINDOWS[1:]
+                if min(counts["before"], counts[w]) >= thresholds.min_requests
+            ]
+            regressed = [w for w in judged if thresholds.p99_regressed(p99["before"], p99[w])]
+            paths.append(PathLatency(name, counts, p99, bool(judged), regressed))
+        return paths
 
     def per_release(self) -> dict[str, int]:
         """Answered requests per release; ``none`` for those no instance answered."""
         counts = Counter(self.releases.get(record.server, "none") for record in self.result.records)
         return dict(sorted(counts.items()))
 
+    def failures(self) -> list[Failure]:
+        failures = [
+            Failure(r.started, r.failure_kind, r.server, f"{r.method} {r.path}", r.error)
+            for r in self.result.failed
+        ]
+        failures += [
+            Failure(c.at, f"check:{c.name}", c.server, "", "") for c in self.result.check_failures
+        ]
+        return sorted(failures, key=lambda failure: failure.at)
+
+    def failures_by_release(self) -> dict[str, dict[str, Any]]:
+        """Per release: how many failed, of which kinds, from when to when."""
+        grouped: dict[str, list[Failure]] = {}
+        for failure in self.failures():
+            grouped.setdefault(self.releases.get(failure.server, "none"), []).append(failure)
+        return {
+            release: {
+                "failed": len(failures),
+                "kinds": dict(sorted(Counter(f.kind for f in failures).items())),
+                "first_at_s": self._offset(failures[0].at),
+                "last_at_s": self._offset(failures[-1].at),
+            }
+            for release, failures in sorted(grouped.items())
+        }
+
+    def sessions(self) -> dict[str, Any] | None:
+        """What happened to the users' sessions, by release and instance; None without users."""
+        calls = self.result.session_calls
+        if not calls:
+            return None
+        losses = self.result.session_losses()
+        by_release: dict[str, dict[str, Any]] = {}
+        for loss in losses:
+            release = by_release.setdefault(
+                self.releases.get(loss.server, "none"),
+                {"sessions_lost": 0, "writes_lost": 0, "instances": {}, "first_at_s": None},
+            )
+            key = "sessions_lost" if loss.kind == "session" else "writes_lost"
+            release[key] += 1
+            instance = release["instances"].setdefault(
+                loss.server or "none", {"sessions_lost": 0, "writes_lost": 0}
+            )
+            instance[key] += 1
+            if release["first_at_s"] is None:
+                release["first_at_s"] = self._offset(loss.at)
+        lost_users = {loss.visitor for loss in losses if loss.kind == "session"}
+        return {
+            "users": len({record.visitor for record in calls}),
+            "calls": len(calls),
+            "users_logged_out": len(lost_users),
+            "sessions_lost": sum(loss.kind == "session" for loss in losses),
+            "writes_lost": sum(loss.kind == "write" for loss in losses),
+            "by_release": dict(sorted(by_release.items())),
+            "examples": [
+                {
+                    "at_s": self._offset(loss.at),
+                    "server": loss.server or None,
+                    "kind": loss.kind,
+                    "detail": loss.detail,
+                }
+                for loss in losses[:20]
+            ],
+        }
+
+    def machine_notes(self) -> list[str]:
+        """Signs that the machine, not the app, limited the rehearsal."""
+        notes = []
+        if self.result.dropped:
+            notes.append(
+                f"k6 could not start {self.result.dropped} iterations in time: this machine "
+                f"could not send --rate {self.plan.rate}; try a lower --rate"
+            )
+        saturated = saturated_seconds(self.cpu, self.deploy_started, self.deploy_ended)
+        if saturated:
+            notes.append(
+                f"every CPU was busy for {saturated}s of the deploy (instances starting while "
+                f"the load runs): latency then measures this machine as much as the app; "
+                f"try a lower --rate"
+            )
+        return notes
+
     def verdict(self) -> list[str]:
         """Why the deploy fails its thresholds; empty when it passes."""
         thresholds = self.plan.thresholds
         reasons = []
-        failed = len(self.result.failed)
-        if failed > thresholds.max_failures:
-            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.result.failures_by_kind.items()))
-            reasons.append(
-                f"{failed} failed requests ({kinds}); at most {thresholds.max_failures} allowed"
+        failures = self.failures()
+        if len(failures) > thresholds.max_failures:
+            kinds = ", ".join(
+                f"{k} {n}" for k, n in sorted(Counter(f.kind for f in failures).items())
             )
-        steady = self.latency(during_deploy=False).get("p99")
-        during = self.latency(during_deploy=True).get("p99")
-        if steady and during and during > thresholds.max_p99_ratio * steady:
-            reasons.append(
-                f"p99 during the deploy {during:.0f}ms > {thresholds.max_p99_ratio:g} x steady "
-                f"p99 {steady:.0f}ms"
+            releases = "; ".join(
+                f"{release} {entry['failed']} from {entry['first_at_s']:.1f}s"
+                for release, entry in self.failures_by_release().items()
             )
+            reasons.append(
+                f"{len(failures)} failed ({kinds}); at most {thresholds.max_failures} allowed; "
+                f"by release: {releases}"
+            )
+        sessions = self.sessions()
+        if sessions and (sessions["sessions_lost"] or sessions["writes_lost"]):
+            where = "; ".join(
+                f"{release} from {entry['first_at_s']:.1f}s"
+                for release, entry in sessions["by_release"].items()
+            )
+            reasons.append(
+                f"{sessions['users_logged_out']} of {sessions['users']} users were logged out "
+                f"({sessions['sessions_lost']} sessions lost, {sessions['writes_lost']} writes "
+                f"lost) by {where}"
+            )
+        if self.result.thresholds_crossed:
+            reasons.append(
+                "the k6 script's thresholds were crossed: "
+                + "; ".join(self.result.thresholds_crossed)
+            )
+        for path in self.latency_by_path():
+            for window in path.regressed:
+                reasons.append(
+                    f"{path.name}: p99 {window} the deploy {path.p99_ms[window]:.0f}ms > "
+                    f"{thresholds.max_p99_ratio:g} x and > {thresholds.p99_floor_ms:g}ms above "
+                    f"{path.p99_ms['before']:.0f}ms before it"
+                )
         if self.outcome.rolled_back:
             reasons.append(f"the canary was rolled back {self.outcome.rolled_back}")
         if self.outcome.aborted:
-            reasons.append(f"the deploy did not complete: {self.outcome.aborted.splitlines()[0]}")
+            # The first line says what happened; lines indented under it are its reasons.
+            first, *rest = self.outcome.aborted.splitlines()
+            why = "; ".join(line.strip() for line in rest if line.startswith("  "))
+            reasons.append(f"the deploy did not complete: {first} {why}".rstrip())
         if self.deploy_ended > self.load_ended + 0.5:
             reasons.append(
                 f"the deploy outlasted the load by {self.deploy_ended - self.load_ended:.1f}s; "
@@ -148,31 +343,57 @@ class RehearsalReport:
 
     def to_json(self) -> dict[str, Any]:
         plan = self.plan
-        failed = self.result.failed
+        failures = self.failures()
         return {
             "zerodown": not plan.disabled,
             "app": plan.app,
             "new_app": plan.new_app or plan.app,
-            "server": plan.server.describe(),
+            "new_dir": None if plan.new_dir is None else str(plan.new_dir),
+            "server": plan.server.describe(self.worker_class),
+            "worker_class": self.worker_class,
             "strategy": plan.strategy,
             "instances": plan.instances,
+            "settings_overridden": list(plan.overrides),
             "load": {
                 "rate": plan.rate,
+                "rate_unit": "iterations/s" if plan.k6_script else "requests/s",
                 "duration_s": plan.duration,
+                "k6_script": None if plan.k6_script is None else str(plan.k6_script),
+                "k6_exec": plan.k6_exec,
+                "traffic": None if plan.traffic_file is None else str(plan.traffic_file),
                 "fast_path": plan.fast_path,
                 "slow_path": plan.slow_path,
                 "slow_fraction": plan.slow_fraction,
                 "retries": plan.retries,
+                "session_users": plan.session_users,
             },
             "requests": len(self.result.records),
-            "failed": len(failed),
+            "failed": len(failures),
             "not_sent": self.result.dropped,
-            "failures_by_kind": dict(sorted(self.result.failures_by_kind.items())),
+            "failures_by_kind": dict(sorted(Counter(f.kind for f in failures).items())),
+            "failures_by_release": self.failures_by_release(),
+            "checks_failed_unattributed": max(
+                0, self.result.checks_failed - len(self.result.check_failures)
+            ),
+            "k6_thresholds_crossed": list(self.result.thresholds_crossed),
             "per_release": self.per_release(),
+            "sessions": self.sessions(),
             "latency_ms": {
-                "steady": self.latency(during_deploy=False),
-                "during_deploy": self.latency(during_deploy=True),
+                "steady": self.latency("before"),
+                "during_deploy": self.latency("during"),
+                "after_deploy": self.latency("after"),
+                "by_path": [
+                    {
+                        "path": path.name,
+                        "requests": path.counts,
+                        "p99": path.p99_ms,
+                        "judged": path.judged,
+                        "regressed": path.regressed,
+                    }
+                    for path in self.latency_by_path()
+                ],
             },
+            "machine": self.machine_notes(),
             "deploy": {
                 "started_s": self._offset(self.deploy_started),
                 "duration_s": round(self.deploy_duration, 3),
@@ -183,18 +404,21 @@ class RehearsalReport:
             },
             "failed_requests": [
                 {
-                    "at_s": self._offset(record.started),
-                    "path": record.path,
-                    "kind": record.failure_kind,
-                    "server": record.server or None,
-                    "error": record.error or None,
+                    "at_s": self._offset(failure.at),
+                    "path": failure.path,
+                    "kind": failure.kind,
+                    "server": failure.server or None,
+                    "release": self.releases.get(failure.server),
+                    "error": failure.error or None,
                 }
-                for record in failed[:MAX_LISTED_FAILURES]
+                for failure in failures[:MAX_LISTED_FAILURES]
             ],
-            "failed_requests_not_listed": max(0, len(failed) - MAX_LISTED_FAILURES),
+            "failed_requests_not_listed": max(0, len(failures) - MAX_LISTED_FAILURES),
             "thresholds": {
                 "max_failures": plan.thresholds.max_failures,
                 "max_p99_ratio": plan.thresholds.max_p99_ratio,
+                "p99_floor_ms": plan.thresholds.p99_floor_ms,
+                "min_requests": plan.thresholds.min_requests,
             },
             "verdict": {"passed": self.passed, "reasons": self.verdict()},
         }
@@ -204,36 +428,56 @@ class RehearsalReport:
         plan = self.plan
         return (
             f"{plan.strategy} deploy of {plan.new_app or plan.app}, {plan.instances} "
-            f"instance(s) under {plan.server.describe()}, {label}"
+            f"instance(s) under {plan.server.describe(self.worker_class)}, {label}"
         )
 
     def render(self) -> str:
         lines = [self.title(), f"  {self.result.describe()}"]
+        lines += [f"  setting: {override}" for override in self.plan.overrides]
         lines.append(f"  deploy took {self.deploy_duration:.1f}s")
         lines += [f"  {note}" for note in self.outcome.notes]
-        for name, during in (("steady", False), ("during deploy", True)):
-            latency = self.latency(during_deploy=during)
+        for name, window in (("before", "before"), ("during deploy", "during"), ("after", "after")):
+            latency = self.latency(window)
             shown = "  ".join(f"{key} {value:.0f}ms" for key, value in latency.items())
             lines.append(f"  latency {name}: {shown or 'no requests'}")
+        unjudged = [path.name for path in self.latency_by_path() if not path.judged]
+        if unjudged:
+            shown = ", ".join(unjudged[:5]) + (
+                f" and {len(unjudged) - 5} more" if len(unjudged) > 5 else ""
+            )
+            lines.append(
+                f"  latency not judged (fewer than {self.plan.thresholds.min_requests} requests "
+                f"in a window): {shown}"
+            )
         answered = ", ".join(f"{release} {n:,}" for release, n in self.per_release().items())
         lines.append(f"  answered by release: {answered}")
+        for release, entry in self.failures_by_release().items():
+            kinds = ", ".join(f"{kind} {n}" for kind, n in entry["kinds"].items())
+            lines.append(
+                f"  release {release} failed {entry['failed']} ({kinds}) from "
+                f"{entry['first_at_s']:.1f}s to {entry['last_at_s']:.1f}s"
+            )
         lines += self._failure_lines()
+        unattributed = self.result.checks_failed - len(self.result.check_failures)
+        if unattributed > 0:
+            lines.append(f"  {unattributed} failed checks could not be attributed to an instance")
+        lines += [f"  machine: {note}" for note in self.machine_notes()]
         reasons = self.verdict()
         lines.append(f"  verdict: {'PASS' if not reasons else 'FAIL'}")
         lines += [f"    - {reason}" for reason in reasons]
         return "\n".join(lines)
 
     def _failure_lines(self, shown: int = 15) -> list[str]:
-        """The failed requests, grouped by kind and server, with when they happened."""
-        groups: dict[tuple[str, str], list[RequestRecord]] = {}
-        for record in self.result.failed:
-            groups.setdefault((record.failure_kind, record.server or "-"), []).append(record)
+        """The failures, grouped by kind and server, with when they happened."""
+        groups: dict[tuple[str, str], list[Failure]] = {}
+        for failure in self.failures():
+            groups.setdefault((failure.kind, failure.server or "-"), []).append(failure)
         lines = []
-        for (kind, server), records in sorted(groups.items(), key=lambda item: -len(item[1])):
-            first, last = self._offset(records[0].started), self._offset(records[-1].started)
+        for (kind, server), failures in sorted(groups.items(), key=lambda item: -len(item[1])):
+            first, last = self._offset(failures[0].at), self._offset(failures[-1].at)
             lines.append(
-                f"  failed: {len(records):5d} x {kind:<9} server {server:<6} "
-                f"at {first:.1f}s..{last:.1f}s, first: {records[0].error or records[0].path}"
+                f"  failed: {len(failures):5d} x {kind:<9} server {server:<6} "
+                f"at {first:.1f}s..{last:.1f}s, first: {failures[0].error or failures[0].path}"
             )
         if len(lines) > shown:
             lines = [*lines[:shown], f"  ... {len(lines) - shown} more groups in --json"]
@@ -245,17 +489,25 @@ def render_side_by_side(reports: Sequence[RehearsalReport]) -> str:
     columns = [("with zerodown" if not r.plan.disabled else "without zerodown", r) for r in reports]
     rows: list[tuple[str, list[str]]] = [
         ("requests", [f"{len(r.result.records):,}" for _, r in columns]),
-        ("failed", [f"{len(r.result.failed):,}" for _, r in columns]),
+        ("failed", [f"{len(r.failures()):,}" for _, r in columns]),
     ]
     kinds = sorted({kind for _, r in columns for kind in r.result.failures_by_kind})
     rows += [
         (f"  {kind}", [str(r.result.failures_by_kind.get(kind, 0)) for _, r in columns])
         for kind in kinds
     ]
-    for name, during in (("steady", False), ("deploy", True)):
+    for name, window in (("before", "before"), ("deploy", "during")):
         for key in ("p50", "p99", "max"):
-            values = [r.latency(during_deploy=during).get(key) for _, r in columns]
+            values = [r.latency(window).get(key) for _, r in columns]
             rows.append((f"{key} {name}", ["-" if v is None else f"{v:.0f}ms" for v in values]))
+    sessions = [r.sessions() for _, r in columns]
+    if any(sessions):
+        rows.append(
+            (
+                "users logged out",
+                ["-" if s is None else str(s["users_logged_out"]) for s in sessions],
+            )
+        )
     rows.append(("deploy took", [f"{r.deploy_duration:.1f}s" for _, r in columns]))
     rows.append(("verdict", ["PASS" if r.passed else "FAIL" for _, r in columns]))
     width = max(len(label) for label, _ in columns) + 2

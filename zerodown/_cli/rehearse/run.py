@@ -1,25 +1,33 @@
 """Rehearsing a deploy of an app on this machine, under load, behind HAProxy.
 
 The app's instances run under the real server (uvicorn, gunicorn or a command of the
-user's), HAProxy fronts them with active readiness checks and no retries, k6 sends
-open-loop load, and a strategy (rolling, blue-green, canary, gunicorn HUP) replaces the
-running release with the new one. Every request's outcome lands in the report.
+user's), HAProxy fronts them with TLS, active readiness checks and no retries, k6 sends
+open-loop load (zerodown's or the user's own script) and a few users who check their
+sessions, and a strategy (rolling, blue-green, canary, gunicorn HUP) replaces the running
+release with the new one. Every request's outcome lands in the report.
 """
 
 from __future__ import annotations
 
+import secrets
 import signal
 import time
 from pathlib import Path
 
-from ..procs import http_status
+from ..._sessions.rehearsal import HEADER as REHEARSAL_HEADER
+from ..._sessions.rehearsal import PATH as SESSION_PATH
+from ..._sessions.rehearsal import TOKEN_VARIABLE as REHEARSAL_TOKEN
+from ..procs import http_get
 from .fleet import Fleet, Instance, NotReady
 from .haproxy import HAProxy, ProxyCheck, start_haproxy
-from .k6 import LoadPlan, LoadRun, read_records, start_load
+from .k6 import LoadPlan, LoadRun, replaced_options, start_load
+from .machine import CpuSampler
 from .plan import CURRENT, RehearsalPlan
 from .progress import Progress
 from .report import RehearsalReport
 from .strategies import DEPLOYERS, Deployment
+
+HEALTH_TOKEN = "ZERODOWN_HEALTH_TOKEN"
 
 
 def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> RehearsalReport:
@@ -35,15 +43,12 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
     else:
         check = ProxyCheck()
         ready_path = check.path
-    settings = {
-        "ZERODOWN_SHUTDOWN_DELAY": f"{plan.shutdown_delay:g}",
-        "ZERODOWN_DRAIN_TIMEOUT": f"{plan.drain_timeout:g}",
-        "ZERODOWN_GRACE_PERIOD": f"{plan.grace:g}",
-        # HAProxy drops idle server connections after 5 s, before any server's keep-alive.
-        "ZERODOWN_PROXY_IDLE_TIMEOUT": "5",
-    }
+    rehearsal_token = secrets.token_urlsafe(24)
+    # The user's own health token if they set one: their checks may be told it elsewhere.
+    health_token = plan.env.get(HEALTH_TOKEN) or secrets.token_urlsafe(24)
+    env = {**plan.env, REHEARSAL_TOKEN: rehearsal_token, HEALTH_TOKEN: health_token}
     if plan.disabled:
-        settings["ZERODOWN_DISABLED"] = "1"
+        env["ZERODOWN_DISABLED"] = "1"
     fleet = Fleet(
         plan.server,
         workdir / "instances",
@@ -52,20 +57,41 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
         if plan.disabled
         else (lambda status: status == 200),
         drain_timeout=plan.drain_timeout,
-        start_timeout=plan.start_timeout,
-        env={**settings, **plan.env},
+        ready_timeout=plan.ready_timeout,
+        env=env,
+        health_token=health_token,
     )
+    # Before any instance starts: an error in the user's script shows at once.
+    replaced = [] if plan.k6_script is None else replaced_options(plan.k6_script)
     backends = ("blue", "green") if plan.strategy == "bluegreen" else ("app",)
     proxy: HAProxy | None = None
     load: LoadRun | None = None
+    cpu = CpuSampler().start()
     try:
         proxy = start_haproxy(
-            workdir=workdir / "haproxy", backends=backends, check=check, retries=plan.retries
+            workdir=workdir / "haproxy",
+            backends=backends,
+            check=check,
+            retries=plan.retries,
+            tls=True,
         )
         deployment = Deployment(plan, fleet, proxy, progress)
         progress.phase = "starting"
-        current = [deployment.launch(CURRENT, n, backends[0]) for n in range(plan.instances)]
-        _warn_about_paths(plan, current[0], progress)
+        for override in plan.overrides:
+            progress.event(f"setting: {override}")
+        current = deployment.launch(CURRENT, range(plan.instances), backends[0])
+        worker_class = current[0].worker_class()
+        if plan.k6_script is None and plan.traffic is None:
+            _warn_about_paths(plan, current[0], progress)
+        elif replaced:
+            note = (
+                f"your script's options {', '.join(replaced)} are replaced by the rehearsal's "
+                f"executor: {plan.rate} iterations/s for {plan.duration:g}s"
+            )
+            deployment.outcome.notes.append(note)
+            progress.event(note)
+        users = _session_users(plan, current[0], rehearsal_token, progress)
+        load_started = time.time()
         load = start_load(
             LoadPlan(
                 proxy.url,
@@ -74,16 +100,24 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
                 fast_path=plan.fast_path,
                 slow_path=plan.slow_path,
                 slow_fraction=plan.slow_fraction,
-                cart_fraction=plan.cart_fraction,
+                script=plan.k6_script,
+                exec=plan.k6_exec,
+                traffic=None if plan.traffic is None else dict(plan.traffic),
+                vus=50 if plan.k6_script is None else max(50, plan.rate),
+                max_vus=400 if plan.k6_script is None else max(400, plan.rate * 10),
+                session_users=users,
+                session_rate=max(1, users * 2),
+                rehearsal_token=rehearsal_token,
+                ca_file=proxy.trusted_certificate,
             ),
             workdir=workdir / "k6",
         )
-        records_path = load.records_path
-        deployment.records = lambda: read_records(records_path)
-        load_started = time.time()
+        load.wait_started()
+        deployment.records = load.records
         progress.phase = "steady"
-        progress.event(f"load started: {plan.rate} requests/s for {plan.duration:g}s")
-        progress.watch(records_path)
+        unit = "iterations of your k6 script" if plan.k6_script else "requests"
+        progress.event(f"load started: {plan.rate} {unit}/s for {plan.duration:g}s")
+        progress.watch(load.records)
         time.sleep(min(5.0, plan.duration * 0.2))
         deploy_started = time.time()
         progress.event(f"deploy started ({plan.strategy})")
@@ -98,6 +132,7 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
         result = load.result(timeout=plan.duration + 120)
         progress.event("load ended")
     finally:
+        cpu.stop()
         progress.stop()
         if load is not None and load.process.returncode is None:
             load.process.stop(signal.SIGINT)
@@ -113,7 +148,27 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
         outcome=deployment.outcome,
         events=list(progress.events),
         releases={instance.name: instance.release for instance in fleet.instances},
+        worker_class=worker_class,
+        cpu=cpu.samples,
     )
+
+
+def _session_users(plan: RehearsalPlan, instance: Instance, token: str, progress: Progress) -> int:
+    """How many users check their sessions: none unless the app has zerodown's sessions."""
+    if plan.session_users == 0 or plan.disabled:
+        return 0
+    status, _ = http_get(
+        instance.url + SESSION_PATH, timeout=5.0, headers={REHEARSAL_HEADER: token}
+    )
+    # A call without a cookie starts a session that nobody keeps.
+    if status != 200:
+        progress.event(
+            "sessions not checked: the app does not use zerodown's session middleware "
+            "(for other session systems, check the logged-in state in your k6 script)"
+        )
+        return 0
+    progress.event(f"{plan.session_users} users check that their sessions survive")
+    return plan.session_users
 
 
 def _warn_about_paths(plan: RehearsalPlan, instance: Instance, progress: Progress) -> None:
@@ -122,7 +177,7 @@ def _warn_about_paths(plan: RehearsalPlan, instance: Instance, progress: Progres
     if plan.slow_fraction > 0:
         paths.append(("--slow-path", plan.slow_path))
     for option, path in paths:
-        status = http_status(instance.url + path, timeout=5.0)
+        status, _ = http_get(instance.url + path, timeout=5.0)
         if status is None or status >= 400:
             progress.event(
                 f"warning: {option} {path} answered {status or 'nothing'}; point {option} at a "

@@ -6,6 +6,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ..._polling import poll
 from .fleet import Fleet, Instance, NotReady
@@ -32,24 +33,31 @@ class Deployment:
         self.backend_of: dict[str, str] = {}
 
     def launch(
-        self, release: str, number: int, backend: str, weight: int = FULL_WEIGHT
-    ) -> Instance:
-        """Start an instance, wait until it is ready, then put it behind the proxy."""
+        self, release: str, numbers: Sequence[int], backend: str, weight: int = FULL_WEIGHT
+    ) -> list[Instance]:
+        """Start instances together; as each turns ready, put it behind the proxy."""
         plan = self.plan
         new = release == NEW
         app = (plan.new_app or plan.app) if new else plan.app
-        instance = self.fleet.launch(app, release, number, plan.new_env if new else {})
-        self.proxy.add_server(backend, instance.name, instance.port, weight)
-        self.backend_of[instance.name] = backend
-        self.progress.event(f"{instance.name} ready on port {instance.port}, in the proxy")
-        return instance
+        app_dir = (plan.new_dir if new else None) or Path.cwd()
+        env = plan.new_env if new else {}
+        started = [self.fleet.start(app, release, n, env, app_dir) for n in numbers]
+        for instance in started:
+            self.fleet.wait_until_ready(instance)
+            self.proxy.add_server(backend, instance.name, instance.port, weight)
+            self.backend_of[instance.name] = backend
+            self.progress.event(f"{instance.name} ready on port {instance.port}, in the proxy")
+        return started
+
+    def terminate(self, instance: Instance) -> None:
+        self.progress.event(f"SIGTERM to {instance.name} (pid {instance.process.pid})")
+        instance.terminate()
 
     def remove(self, instances: Sequence[Instance]) -> None:
         """SIGTERM each, wait for the exits within the grace period, take them out."""
         for instance in instances:
             if instance.signalled_at is None:
-                self.progress.event(f"SIGTERM to {instance.name} (pid {instance.process.pid})")
-                instance.terminate()
+                self.terminate(instance)
         for instance in instances:
             if self.fleet.wait_for_exit(instance, self.plan.grace):
                 self.progress.event(f"{instance.name} {_exit_text(instance.process.returncode)}")
@@ -84,20 +92,37 @@ class Deployment:
 
 
 def deploy_rolling(deployment: Deployment, current: list[Instance]) -> None:
-    """One instance at a time: SIGTERM it, start its replacement, wait until it is ready."""
-    for number, old in enumerate(current):
-        deployment.progress.phase = f"rolling {number + 1}/{len(current)}"
-        deployment.progress.event(f"SIGTERM to {old.name} (pid {old.process.pid})")
-        old.terminate()
-        deployment.launch(NEW, number, deployment.backend_of[old.name])
-        deployment.remove([old])
+    """Replace the instances as a Kubernetes Deployment rolls: at most ``max_surge`` above
+    the desired count, at most ``max_unavailable`` below it, an old instance signalled only
+    once enough new ones are ready and in the proxy."""
+    plan, progress = deployment.plan, deployment.progress
+    desired, old = len(current), list(current)
+    new: list[Instance] = []
+    terminating: list[Instance] = []
+    while old or len(new) < desired:
+        # Terminating instances do not count, as Kubernetes counts them.
+        room = min(desired + plan.max_surge - len(old) - len(new), desired - len(new))
+        if room > 0:
+            progress.phase = f"rolling {len(new) + 1}/{desired}"
+            new += deployment.launch(
+                NEW, range(len(new), len(new) + room), _backend(deployment, current)
+            )
+        leaving = min(len(old), len(old) + len(new) - (desired - plan.max_unavailable))
+        for instance in old[: max(0, leaving)]:
+            deployment.terminate(instance)
+            terminating.append(instance)
+        old = old[max(0, leaving) :]
+    deployment.remove(terminating)
+
+
+def _backend(deployment: Deployment, instances: Sequence[Instance]) -> str:
+    return deployment.backend_of[instances[0].name]
 
 
 def deploy_bluegreen(deployment: Deployment, current: list[Instance]) -> None:
     """Start green beside blue, switch the proxy to green, remove blue once it is idle."""
     deployment.progress.phase = "starting green"
-    for number in range(len(current)):
-        deployment.launch(NEW, number, "green")
+    deployment.launch(NEW, range(len(current)), "green")
     deployment.progress.phase = "switching"
     deployment.proxy.route_to("green")
     deployment.progress.event("proxy switched to green")
@@ -109,10 +134,12 @@ def deploy_bluegreen(deployment: Deployment, current: list[Instance]) -> None:
 def deploy_canary(deployment: Deployment, current: list[Instance]) -> None:
     """Shift traffic to the new release step by step; roll back if it does worse."""
     plan, proxy, progress = deployment.plan, deployment.proxy, deployment.progress
-    backend = deployment.backend_of[current[0].name]
-    canaries = [deployment.launch(NEW, n, backend, weight=0) for n in range(len(current))]
+    backend = _backend(deployment, current)
+    stable = {instance.name for instance in current}
+    launched = time.time()
     steady = deployment.records()
     steady_p99 = percentile(sorted(r.latency for r in steady if not r.failed), 0.99)
+    canaries = deployment.launch(NEW, range(len(current)), backend, weight=0)
     for share in plan.canary_steps:
         progress.phase = f"canary {share}%"
         for instance in current:
@@ -126,10 +153,14 @@ def deploy_canary(deployment: Deployment, current: list[Instance]) -> None:
         # Judged every second, so a bad release is rolled back as soon as it shows.
         while problem is None and time.time() < step_started + plan.canary_pause:
             time.sleep(min(1.0, max(0.0, step_started + plan.canary_pause - time.time())))
-            answered = [
-                r for r in deployment.records() if r.server in names and r.started >= step_started
-            ]
-            problem = plan.thresholds.canary_problem(answered, steady_p99)
+            records = deployment.records()
+            answered = [r for r in records if r.server in names and r.started >= step_started]
+            # The canary's start (a migration, a shared key it changed) may break the
+            # stable release: that rolls it back whatever its own answers say.
+            problem = plan.thresholds.stable_problem(
+                [r for r in steady if r.server in stable],
+                [r for r in records if r.server in stable and r.started >= launched],
+            ) or plan.thresholds.canary_problem(answered, steady_p99)
         if problem is not None:
             deployment.outcome.rolled_back = f"at {share}%: {problem}"
             progress.event(f"rolling back: {problem}")
@@ -158,7 +189,7 @@ def _reload(deployment: Deployment, instance: Instance) -> None:
     old_workers = instance.workers()
     deployment.progress.event(f"SIGHUP to {instance.name} (pid {instance.process.pid})")
     instance.process.send_signal(signal.SIGHUP)
-    timeout = deployment.plan.start_timeout
+    timeout = deployment.plan.ready_timeout
 
     def stuck() -> NotReady:
         return NotReady(
