@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from tests.apps.releases import NOT_READY_REASON
 from tests.bed import REPO, ProcessGroup, Service
 from zerodown._cli import procs
+from zerodown._cli.main import build_parser
 from zerodown._cli.procs import wait_for_http
 from zerodown._cli.rehearse import haproxy
 from zerodown._cli.rehearse.haproxy import ProxyCheck, render_config
@@ -375,20 +377,26 @@ def test_a_users_k6_script_is_the_traffic_and_its_failed_checks_are_attributed(
 
 
 @pytest.mark.e2e
-def test_a_new_release_with_another_session_secret_logs_every_user_out(
-    tmp_path: Path, redis_server: Service
+@pytest.mark.parametrize(
+    "new_env",
+    [
+        "ZERODOWN_SESSION_SECRETS=a-secret-the-old-release-never-had-0123456",
+        "REDIS_URL={redis}/5",  # another Redis database: the sessions are not there
+    ],
+    ids=["another-secret", "another-redis-database"],
+)
+def test_a_new_release_that_cannot_read_the_sessions_logs_every_user_out(
+    tmp_path: Path, redis_server: Service, new_env: str
 ) -> None:
     # The user's own environment reaches the instances, ZERODOWN_* included.
     env = {
-        "REDIS_URL": redis_server.url,
+        "REDIS_URL": f"{redis_server.url.rsplit('/', 1)[0]}/0",
         "ZERODOWN_SESSION_SECRETS": "the-secret-of-the-running-release-0123456789",
         "ZERODOWN_SHUTDOWN_DELAY": "3",
     }
+    new_env = new_env.format(redis=redis_server.url.rsplit("/", 1)[0])
     done, document = rehearse(
-        tmp_path,
-        "examples.starlette_app:app --shutdown-delay 2 "
-        "--new-env ZERODOWN_SESSION_SECRETS=a-secret-the-old-release-never-had-0123456",
-        env=env,
+        tmp_path, f"examples.starlette_app:app --shutdown-delay 2 --new-env {new_env}", env=env
     )
     assert done.returncode == 1, done.stdout + done.stderr
     (run,) = document["runs"]
@@ -421,6 +429,56 @@ def test_a_canary_that_breaks_the_stable_release_is_rolled_back(
     assert set(run["failures_by_release"]) == {"v1"}
     assert run["server"] == "uvicorn --factory"
     assert "release v1 failed" in done.stdout
+
+
+@pytest.mark.e2e
+def test_the_new_release_runs_from_its_own_directory(tmp_path: Path) -> None:
+    # Another checkout of the app, where the new release's module only exists.
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "released_app.py").write_text(
+        "import zerodown\n"
+        "from starlette.applications import Starlette\n"
+        "from starlette.responses import PlainTextResponse\n"
+        "from starlette.routing import Route\n"
+        "async def index(request):\n"
+        "    return PlainTextResponse('from the new checkout')\n"
+        "routes = [Route('/', index), Route('/slow', index)]\n"
+        "app = zerodown.ASGIMiddleware(Starlette(routes=routes))\n"
+    )
+    done, document = rehearse(
+        tmp_path / "run",
+        f"examples.starlette_app:app --new-app released_app:app --new-dir {checkout}",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = document["runs"]
+    assert run["new_dir"] == str(checkout)
+    assert run["per_release"]["v2"] > 0
+
+
+def test_every_option_of_the_rehearsal_is_in_its_help_and_its_docs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["rehearse", "--help"])
+    assert exited.value.code == 0
+    options = set(re.findall(r"(--[a-z0-9-]+)", capsys.readouterr().out)) - {"--help"}
+    documented = set(re.findall(r"(--[a-z0-9-]+)", (REPO / "docs/rehearse.md").read_text()))
+    assert options - documented == set()
+    for option in (
+        "--k6-script",
+        "--traffic",
+        "--p99-floor-ms",
+        "--min-requests",
+        "--max-surge",
+        "--max-unavailable",
+        "--ready-timeout",
+        "--new-dir",
+        "--factory",
+        "--session-users",
+        "--k6-exec",
+    ):
+        assert option in options
 
 
 @pytest.mark.e2e

@@ -271,9 +271,11 @@ def test_the_migrations_check_takes_its_revisions_from_alembic(
     from alembic import command
     from alembic.config import Config
 
-    config = Config(str(tmp_path / "alembic.ini"))
+    command.init(Config(str(tmp_path / "alembic.ini")), str(tmp_path / "migrations"))
+    # Without a file name: its env.py would otherwise run logging.config.fileConfig, which
+    # disables every logger of this process (the suite's log assertions with them).
+    config = Config()
     config.set_main_option("script_location", str(tmp_path / "migrations"))
-    command.init(config, str(tmp_path / "migrations"))
     config.set_main_option("sqlalchemy.url", "postgresql+psycopg://" + database.partition("://")[2])
     command.revision(config, "create notes", rev_id="0001")
     command.revision(config, "add a column", rev_id="0002")
