@@ -3,7 +3,8 @@
     python -m benchmarks.rehearsal_verdicts [--runs 20] [--write]
 
 Runs ``--runs`` consecutive clean rehearsals of each example — Starlette rolling under
-uvicorn, Flask rolling under gunicorn gthread, Starlette reloaded by gunicorn HUP — and
+uvicorn (with zerodown's slow path and without: a p99 of a few milliseconds), Flask
+rolling under gunicorn gthread, Starlette reloaded by gunicorn HUP — and
 then rehearsals of a new release 500 ms slower per request (``benchmarks/slow_release.py``).
 Every run is judged by the verdict (``--max-p99-ratio 1.5``, ``--p99-floor-ms 50``,
 ``--min-requests 200``, per path) and, as the baseline measured in the same runs, by the
@@ -27,6 +28,12 @@ ZERODOWN = str(Path(sys.executable).with_name("zerodown"))
 LOAD = ["--rate", "150", "--duration", "20"]
 CLEAN = {
     "Starlette, rolling, uvicorn": ["examples.starlette_app:app"],
+    # Fast requests only: a p99 of a few ms, where the ratio alone fails clean deploys.
+    "Starlette, rolling, uvicorn, fast path only": [
+        "examples.starlette_app:app",
+        "--slow-fraction",
+        "0",
+    ],
     "Flask, rolling, gunicorn gthread": [
         "examples.flask_app:app",
         "--server",

@@ -63,6 +63,7 @@ def test_the_notes_example_passes_a_canary_with_its_own_users(
     (run,) = document["runs"]
     assert run["failed"] == 0
     assert run["deploy"]["rolled_back"] is None
+    assert run["sessions"]["sessions_lost"] == run["sessions"]["writes_lost"] == 0
     assert run["per_release"]["v2"] > 0
 
 

@@ -47,8 +47,9 @@ async def _ready_after(app: zerodown.ASGIMiddleware, seconds: float) -> list[int
     return statuses
 
 
-def _lifespan(app: zerodown.ASGIMiddleware) -> Any:
-    """Run the app's lifespan startup, as a server does, with a state dict."""
+def _readiness_after_startup(app: zerodown.ASGIMiddleware) -> list[int]:
+    """Run the app's lifespan startup as a server does (with a state dict), then poll its
+    readiness: every answer, until a 200."""
     queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
     queue.put_nowait({"type": "lifespan.startup"})
     scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
@@ -56,7 +57,14 @@ def _lifespan(app: zerodown.ASGIMiddleware) -> Any:
     async def send(message: Any) -> None:
         pass
 
-    return asyncio.ensure_future(app(scope, queue.get, send))
+    async def main() -> list[int]:
+        lifespan = asyncio.ensure_future(app(scope, queue.get, send))
+        await asyncio.sleep(0.05)
+        statuses = await _ready_after(app, seconds=5)
+        lifespan.cancel()
+        return statuses
+
+    return asyncio.run(main())
 
 
 def test_readiness_waits_for_the_warm_up_of_every_path() -> None:
@@ -70,14 +78,7 @@ def test_readiness_waits_for_the_warm_up_of_every_path() -> None:
         handle_signals=False,
     )
 
-    async def main() -> list[int]:
-        task = _lifespan(app)
-        await asyncio.sleep(0.05)
-        statuses = await _ready_after(app, seconds=5)
-        task.cancel()
-        return statuses
-
-    statuses = asyncio.run(main())
+    statuses = _readiness_after_startup(app)
     assert statuses[0] == 503
     assert statuses[-1] == 200
     # Every path, in-process, marked as a warm-up, with the lifespan's state.
@@ -96,14 +97,7 @@ def test_a_warm_up_that_does_not_finish_gives_up_at_its_timeout_and_warns() -> N
         handle_signals=False,
     )
 
-    async def main() -> list[int]:
-        task = _lifespan(app)
-        await asyncio.sleep(0.05)
-        statuses = await _ready_after(app, seconds=5)
-        task.cancel()
-        return statuses
-
-    assert asyncio.run(main())[-1] == 200
+    assert _readiness_after_startup(app)[-1] == 200
     (result,) = [r for c, r in health.run_sync(health.checks).results if c.name == "warmup"]
     assert result.status == "warn"
     assert result.output == "the warm-up gave up after 0.3s at /"

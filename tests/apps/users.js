@@ -25,3 +25,9 @@ export default function () {
 export function handleSummary(data) {
   return { stdout: 'the user summary\n' };
 }
+
+// Another iteration function, for --k6-exec.
+export function browse() {
+  const home = http.get(`${__ENV.BASE_URL}/`, { tags: { name: 'browse' } });
+  check(home, { 'home answers 200': (r) => r.status === 200 });
+}

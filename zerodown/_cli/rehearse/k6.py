@@ -335,6 +335,8 @@ class CheckFailure:
     visitor: int
     #: The server of the last response its VU received before it; empty if none.
     server: str
+    #: That response's request, ``METHOD path``; empty if none.
+    request: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,10 +637,10 @@ def attribute_checks(
         answered[record.visitor].append(record)
     failures = []
     for at, name, vu in failed:
-        server = ""
-        for record in reversed(answered.get(vu, ())):
-            if record.ended <= at + 0.002:
-                server = record.server
-                break
-        failures.append(CheckFailure(at, name, vu, server))
+        judged = next((r for r in reversed(answered.get(vu, ())) if r.ended <= at + 0.002), None)
+        if judged is None:
+            failures.append(CheckFailure(at, name, vu, ""))
+        else:
+            request = f"{judged.method} {judged.path}"
+            failures.append(CheckFailure(at, name, vu, judged.server, request))
     return sorted(failures, key=lambda failure: failure.at)

@@ -205,7 +205,8 @@ class RehearsalReport:
             for r in self.result.failed
         ]
         failures += [
-            Failure(c.at, f"check:{c.name}", c.server, "", "") for c in self.result.check_failures
+            Failure(c.at, f"check:{c.name}", c.server, c.request, "")
+            for c in self.result.check_failures
         ]
         return sorted(failures, key=lambda failure: failure.at)
 
@@ -511,9 +512,11 @@ def render_side_by_side(reports: Sequence[RehearsalReport]) -> str:
     rows.append(("deploy took", [f"{r.deploy_duration:.1f}s" for _, r in columns]))
     rows.append(("verdict", ["PASS" if r.passed else "FAIL" for _, r in columns]))
     width = max(len(label) for label, _ in columns) + 2
-    lines = [f"{'':<16}" + "".join(f"{label:>{width}}" for label, _ in columns)]
+    names = max(16, *(len(name) + 2 for name, _ in rows))
+    lines = [f"{'':<{names}}" + "".join(f"{label:>{width}}" for label, _ in columns)]
     lines += [
-        f"{name:<16}" + "".join(f"{value:>{width}}" for value in values) for name, values in rows
+        f"{name:<{names}}" + "".join(f"{value:>{width}}" for value in values)
+        for name, values in rows
     ]
     return "\n".join(lines)
 
