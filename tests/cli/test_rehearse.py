@@ -95,13 +95,15 @@ def test_bluegreen_rehearsal_of_flask_under_gunicorn_passes(tmp_path: Path) -> N
     done, document = rehearse(
         tmp_path,
         "examples.flask_app:app --strategy bluegreen --server gunicorn "
-        "--gunicorn-config examples/gunicorn.conf.py -k sync --workers 3",
+        "--gunicorn-config examples/gunicorn.conf.py -k gthread --threads 8",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = document["runs"]
     assert run["failed"] == 0
-    assert run["worker_class"] == "sync"
-    assert run["server"] == "gunicorn -k sync (3 workers, examples/gunicorn.conf.py)"
+    assert run["worker_class"] == "gthread"
+    assert run["server"] == (
+        "gunicorn -k gthread (workers as configured x 8 threads, examples/gunicorn.conf.py)"
+    )
     assert run["per_release"]["v2"] > 0
     assert "proxy switched to green" in done.stdout
 
