@@ -196,13 +196,13 @@ def instance_environment(
 ) -> tuple[dict[str, str], Settings, float, list[str]]:
     """What the rehearsal sets over the user's environment, the settings the instances
     will run with, the grace period, and a line for each variable of the user's overridden."""
+    # What each setting's flag gave (None: not given), read once.
+    given = {
+        option: getattr(args, option[2:].replace("-", "_")) for option, _, _ in _INSTANCE_SETTINGS
+    }
     try:
         settings = Settings.load(
-            environ=user_env,
-            **{
-                name: getattr(args, option[2:].replace("-", "_"))
-                for option, _, name in _INSTANCE_SETTINGS
-            },
+            environ=user_env, **{name: given[option] for option, _, name in _INSTANCE_SETTINGS}
         )
     except ConfigurationError as error:
         raise ValueError(str(error)) from None
@@ -210,13 +210,12 @@ def instance_environment(
     env: dict[str, str] = {}
     overrides = []
     for option, variable, _name in _INSTANCE_SETTINGS:
-        given = getattr(args, option[2:].replace("-", "_"))
-        if given is None:
+        if given[option] is None:
             continue
-        env[variable] = f"{given:g}"
+        env[variable] = f"{given[option]:g}"
         if variable in user_env and user_env[variable] != env[variable]:
             mine = f"{variable}={user_env[variable]}"
-            overrides.append(f"{option} {given:g} overrides {mine} from your environment")
+            overrides.append(f"{option} {env[variable]} overrides {mine} from your environment")
     for variable, (value, why) in _REHEARSAL_SETTINGS.items():
         env[variable] = value
         if variable in user_env and user_env[variable] != value:
