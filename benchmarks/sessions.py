@@ -26,8 +26,13 @@ import redis
 
 from benchmarks._report import report
 from benchmarks._serve import arguments, measured_rps, start_uvicorn
-from tests.bed import wait_for_port
-from zerodown._cli.procs import LOOPBACK, ManagedProcess, free_port, start_process
+from zerodown._cli.procs import (
+    LOOPBACK,
+    ManagedProcess,
+    free_port,
+    start_process,
+    wait_for_port,
+)
 
 APPS = ("zerodown", "starsessions")
 SAMPLE = 200

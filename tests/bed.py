@@ -5,14 +5,9 @@ Later suites reuse it through the fixtures in conftest.py.
 
 from __future__ import annotations
 
-import glob
 import http.client
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from signal import SIGTERM
 
+from zerodown._cli.postgres import ThrowawayPostgres
 from zerodown._cli.procs import (
     LOOPBACK,
     ManagedProcess,
@@ -29,10 +25,10 @@ from zerodown._cli.procs import (
     start_process,
     stop_all,
     wait_for_http,
+    wait_for_port,
 )
 from zerodown._cli.rehearse.haproxy import DEFAULT_BACKEND, HAProxy, ProxyCheck, start_haproxy
 from zerodown._cli.rehearse.k6 import LoadPlan, LoadResult, LoadRun, RequestRecord, start_load
-from zerodown._polling import poll
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,22 +47,6 @@ class Instance:
 
 Answer = tuple[int, str | None, bytes]
 """An HTTP answer: status, ``Connection`` header, body."""
-
-
-def wait_for_port(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
-    """Wait until ``process`` listens on ``port`` (loopback); fail early when it exits."""
-
-    def listening() -> bool:
-        if process.returncode is not None:
-            raise RuntimeError(f"{process.name} exited early:\n{process.log_text()[-4000:]}")
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    if not poll(listening, timeout=timeout, interval=0.05):
-        raise TimeoutError(f"{process.name} did not listen on {port} in {timeout}s")
 
 
 def slow_request_across_sigterm(instance: Instance) -> tuple[Answer, Answer]:
@@ -223,57 +203,12 @@ def find_nginx() -> str:
 # -- PostgreSQL ------------------------------------------------------------------------
 
 
-def _postgres_bin() -> Path:
-    found = shutil.which("initdb")
-    if found is not None:
-        return Path(found).resolve().parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
-    if not candidates:
-        raise FileNotFoundError("PostgreSQL's initdb is missing: run `bash scripts/zd setup`")
-    return Path(candidates[-1]).parent
-
-
-def _version_key(path: str) -> int:
-    version = Path(path).parents[1].name
-    return int(version) if version.isdigit() else 0
-
-
 def start_postgres(processes: list[ManagedProcess]) -> Service:
-    """initdb + postgres in a fresh directory; as the ``postgres`` user when run as root.
-
-    PostgreSQL refuses to run as root, and a pytest temp dir is private to root, so the
-    data lives in its own directory handed to that user.
-    """
-    bin_dir = _postgres_bin()
-    user = "postgres" if os.geteuid() == 0 else None
-    root = Path(tempfile.mkdtemp(prefix="zerodown-pg-"))
-    if user is not None:
-        shutil.chown(root, user)
-    data = root / "data"
-    subprocess.run(
-        [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-        user=user,
-    )
-    port = free_port()
-    argv = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root)]
-    argv += ["-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off"]
-    log = root / "postgres.log"
-    with log.open("ab") as out:
-        popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, user=user
-        )
-    process = ManagedProcess("postgres", popen, log)
-    processes.append(process)
-    wait_for_port(process, port)
-    ready = [str(bin_dir / "pg_isready"), "-h", LOOPBACK, "-p", str(port), "-t", "1"]
-    deadline = time.monotonic() + 15
-    while subprocess.run(ready, capture_output=True, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"PostgreSQL did not accept connections:\n{process.log_text()}")
-        time.sleep(0.1)
-    return Service(process, port, f"postgresql://postgres@{LOOPBACK}:{port}/postgres")
+    """A throwaway PostgreSQL, as a rehearsal starts it, logging in plain text to its output
+    (the tests read statements there); stopped with the other processes."""
+    server = ThrowawayPostgres.start({"logging_collector": "off", "log_destination": "stderr"})
+    processes.append(server.process)
+    return Service(server.process, server.port, server.database.url)
 
 
 __all__ = [

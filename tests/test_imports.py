@@ -17,6 +17,11 @@ OPTIONAL = (
     "flask",
     "uvicorn",
     "msgspec",
+    "django",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "pglast",
 )
 
 
@@ -28,6 +33,7 @@ OPTIONAL = (
         "zerodown.health",
         "zerodown.sessions",
         "zerodown.codec",
+        "zerodown.migrations",
         "zerodown.gunicorn",
         "zerodown.gunicorn_conf",
     ],

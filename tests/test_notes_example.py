@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,62 @@ def test_declared_traffic_sees_the_users_a_new_secret_logs_out(
     # ...and so do the rehearsal's own users.
     assert run["sessions"]["users_logged_out"] == run["sessions"]["users"]
     assert not [kind for kind in run["failures_by_kind"] if kind.startswith("http_")]
+
+
+#: The notes cases' migrations, rehearsed on a throwaway PostgreSQL (docs/migrations.md).
+MIGRATION = (
+    f"{NOTES} --rate 20 --duration 22 --database postgres "
+    "--setup 'alembic -c examples/notes/alembic.ini upgrade head' "
+    "--setup 'python -m examples.notes.seed' --migrate 'alembic upgrade head' "
+)
+
+
+@pytest.fixture
+def sessions_env(redis_server: Service) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_server.url,
+        "ZERODOWN_SESSION_SECRETS": "the-notes-apps-secret-of-at-least-32-chars",
+    }
+
+
+def failed_migration(tmp_path: Path, case: str, options: str, env: dict[str, str]) -> Any:
+    """The run of a rehearsal of ``case``'s migration that must fail its verdict."""
+    config = f"--new-env ALEMBIC_CONFIG=examples/notes/cases/{case}/alembic.ini "
+    done, document = rehearse(tmp_path, MIGRATION + config + options, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    (run,) = document["runs"]
+    return run
+
+
+@pytest.mark.e2e
+def test_a_rename_under_load_fails_release_n_and_the_report_names_the_rename(
+    tmp_path: Path, sessions_env: dict[str, str]
+) -> None:
+    run = failed_migration(
+        tmp_path, "rename", "--seed-rows 1000 --new-env NOTES_COLUMNS=body", sessions_env
+    )
+    # The requests that failed are release N's: N+1 reads the renamed column.
+    failed_requests = {f["release"] for f in run["failed_requests"] if f["kind"].startswith("http")}
+    assert failed_requests == {"v1"}
+    database = run["database"]
+    assert [step["step"] for step in database["steps"]] == ["setup", "setup", "migrate"]
+    assert {error["sqlstate"] for error in database["errors"]} == {"42703"}
+    (cause,) = database["causes"]
+    assert cause.startswith("release v1 answered 500 to ")
+    assert "after the migrate step's `ALTER TABLE notes RENAME text TO body`" in cause
+
+
+@pytest.mark.e2e
+def test_an_index_built_without_concurrently_holds_the_writes_past_the_lock_budget(
+    tmp_path: Path, sessions_env: dict[str, str]
+) -> None:
+    run = failed_migration(
+        tmp_path, "index", "--seed-rows 400000 --max-lock-wait 0.2", sessions_env
+    )
+    assert run["failed"] == 0
+    database = run["database"]
+    assert database["longest_app_lock_wait_s"] > 0.2
+    waits = [wait for wait in database["lock_waits"] if wait["release"] == "v1"]
+    assert waits
+    assert all("zerodown-migrate" in wait["blocked_by"] for wait in waits)
+    assert any("--max-lock-wait" in reason for reason in run["verdict"]["reasons"])

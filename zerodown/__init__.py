@@ -5,9 +5,10 @@ The package is two products. The runtime library, which apps import: the lifecyc
 health checks (``_health/``), sessions (``_sessions/``), records (``_records/``) and the
 server integrations (``_servers/``, ``_signals``). The tooling, which a person runs from a
 shell: the ``zerodown`` command (``_cli/``, with ``zerodown rehearse`` in
-``_cli/rehearse/``). Imports go one way: the tooling uses the runtime, never the reverse,
-and ``import zerodown`` imports no optional dependency. The public API is this module and
-``zerodown.health``, ``zerodown.sessions``, ``zerodown.codec``, ``zerodown.gunicorn``;
+``_cli/rehearse/`` and ``zerodown migrations check`` in ``_cli/migrations/``). Imports go
+one way: the tooling uses the runtime, never the reverse, and ``import zerodown`` imports
+no optional dependency. The public API is this module and ``zerodown.health``,
+``zerodown.sessions``, ``zerodown.codec``, ``zerodown.migrations``, ``zerodown.gunicorn``;
 ``docs/architecture.md`` draws the whole layout.
 """
 

@@ -6,6 +6,11 @@ PostgreSQL (SQLAlchemy, schema by Alembic), and zerodown makes it safe to rotate
     ZERODOWN_SESSION_SECRETS=... uvicorn --factory examples.notes.app:create_app
 
 Its users' own traffic, as k6 sends it, is ``examples/notes/k6/users.js``.
+
+The releases of ``examples/notes/cases/`` (a column renamed at once, or the same rename
+done as expand-contract) are this code with ``NOTES_COLUMNS`` saying which of
+``notes.text`` and ``notes.body`` a release reads and writes, as its commits would;
+``ALEMBIC_CONFIG`` (Alembic's own variable) says which migrations it ships with.
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ from zerodown.health import migrations_applied, postgres, redis
 from zerodown.sessions import RedisStore, SessionMiddleware
 
 RELEASE = os.environ.get("ZERODOWN_RELEASE", "dev")
-ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+ALEMBIC_INI = Path(os.environ.get("ALEMBIC_CONFIG") or Path(__file__).with_name("alembic.ini"))
+#: NOTES_COLUMNS: the column a release reads, and those it writes.
+COLUMNS = {
+    "text": ("text", ("text",)),
+    "write-both": ("text", ("text", "body")),
+    "read-body": ("body", ("text", "body")),
+    "body": ("body", ("body",)),
+}
 MAX_NOTE = 2000
 #: scrypt's cost: a login takes a few milliseconds of CPU, not a few hundred.
 _SCRYPT = {"n": 2**12, "r": 8, "p": 1}
@@ -42,6 +54,12 @@ class _Session(Protocol):
 
     def regenerate(self) -> None: ...
     def invalidate(self) -> None: ...
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` (libpq's form, as a platform or a rehearsal gives it) with psycopg."""
+    scheme, _, rest = url.partition("://")
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else url
 
 
 def _hash(password: str, salt: bytes) -> bytes:
@@ -75,7 +93,12 @@ def _unauthorized() -> JSONResponse:
     return JSONResponse({"error": "log in first"}, status_code=401)
 
 
-def make_app(engine: AsyncEngine) -> Starlette:
+def make_app(engine: AsyncEngine, columns: str = "text") -> Starlette:
+    if columns not in COLUMNS:
+        raise ValueError(f"NOTES_COLUMNS={columns!r}: expected one of {', '.join(COLUMNS)}")
+    read, writes = COLUMNS[columns]
+    read_column = notes.c[read]
+
     async def register(request: Request) -> JSONResponse:
         given = _credentials(await _form(request))
         if given is None:
@@ -118,7 +141,7 @@ def make_app(engine: AsyncEngine) -> Starlette:
             return _unauthorized()
         async with engine.connect() as db:
             rows = await db.execute(
-                select(notes.c.id, notes.c.text)
+                select(notes.c.id, read_column.label("text"))
                 .where(notes.c.user_id == user)
                 .order_by(notes.c.id.desc())
                 .limit(20)
@@ -140,7 +163,9 @@ def make_app(engine: AsyncEngine) -> Starlette:
             return JSONResponse({"error": f"a note is 1 to {MAX_NOTE} characters"}, status_code=400)
         async with engine.begin() as db:
             row = await db.execute(
-                insert(notes).values(user_id=user, text=text).returning(notes.c.id)
+                insert(notes)
+                .values(user_id=user, **dict.fromkeys(writes, text))
+                .returning(notes.c.id)
             )
         return JSONResponse({"id": row.scalar_one(), "text": text}, status_code=201)
 
@@ -157,11 +182,14 @@ def make_app(engine: AsyncEngine) -> Starlette:
 
 def create_app() -> zerodown.ASGIMiddleware:
     """The app, from ``DATABASE_URL``, ``REDIS_URL`` and ``ZERODOWN_SESSION_SECRETS``."""
-    engine = create_async_engine(os.environ["DATABASE_URL"], pool_size=5, pool_pre_ping=True)
+    engine = create_async_engine(
+        sqlalchemy_url(os.environ["DATABASE_URL"]), pool_size=5, pool_pre_ping=True
+    )
     health = zerodown.get_health()
     health.add(postgres(engine))
     # Ready only on a schema this release's migrations know.
     health.add(migrations_applied(engine, alembic=ALEMBIC_INI))
     health.add(redis(os.environ["REDIS_URL"]))
-    sessions = SessionMiddleware(make_app(engine), store=RedisStore(os.environ["REDIS_URL"]))
+    app = make_app(engine, os.environ.get("NOTES_COLUMNS", "text"))
+    sessions = SessionMiddleware(app, store=RedisStore(os.environ["REDIS_URL"]))
     return zerodown.ASGIMiddleware(sessions)

@@ -499,3 +499,19 @@ def test_a_release_that_never_turns_ready_is_reported_with_its_failing_check(
     assert "v2-0 did not turn ready within 3s" in run["deploy"]["aborted"]
     assert f"migrations: fail: RuntimeError: {NOT_READY_REASON}" in run["verdict"]["reasons"][0]
     assert "GET /readyz" not in done.stdout  # the reason, not the access log
+
+
+@pytest.mark.e2e
+def test_a_failing_migration_stops_the_rehearsal_with_its_output(tmp_path: Path) -> None:
+    done = zerodown(
+        "rehearse",
+        "examples.starlette_app:app",
+        *("--rate", "20", "--duration", "8", "--workdir", str(tmp_path)),
+        *("--migrate", "echo relation notes does not exist >&2; exit 3"),
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--migrate 'echo relation notes" in done.stderr
+    assert "exited with status 3" in done.stderr
+    assert "relation notes does not exist" in done.stderr
+    # The timeline showed the step start before it failed.
+    assert "migrate started" in done.stdout

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from . import schema, wait_ready
+from .migrations import command as migrations
 from .rehearse import command as rehearse
 
 
@@ -15,6 +16,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "rehearse":
         return rehearse.run(parser, args)
+    if args.command == "migrations":
+        return migrations.run(parser, args)
     if args.command == "wait-ready":
         return wait_ready.run(args)
     return schema.run(args)
@@ -25,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     schema.add_parser(commands)
     rehearse.add_parser(commands)
+    migrations.add_parser(commands)
     wait_ready.add_parser(commands)
     return parser
 

@@ -114,8 +114,9 @@ def start_process(
     log_path: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    user: str | None = None,
 ) -> ManagedProcess:
-    """Start ``argv`` with stdout and stderr going to ``log_path``."""
+    """Start ``argv`` with stdout and stderr going to ``log_path`` (as ``user``, if given)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
@@ -125,10 +126,27 @@ def start_process(
             stderr=subprocess.STDOUT,
             env=None if env is None else dict(env),
             cwd=cwd,
+            user=user,
             # Its own process group, so that stop() can find what it leaves behind.
             start_new_session=True,
         )
     return ManagedProcess(name, popen, log_path)
+
+
+def wait_for_port(process: ManagedProcess, port: int, timeout: float = 15.0) -> None:
+    """Wait until ``process`` listens on ``port`` (loopback); fail early when it exits."""
+
+    def listening() -> bool:
+        if process.returncode is not None:
+            raise RuntimeError(f"{process.name} exited early:\n{process.log_text()[-4000:]}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    if not poll(listening, timeout=timeout, interval=0.05):
+        raise TimeoutError(f"{process.name} did not listen on {port} in {timeout}s")
 
 
 def http_get(

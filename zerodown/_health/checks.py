@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError
 from .._lifecycle import Lifecycle, get_lifecycle
+from .._sqlstate import UNDEFINED_TABLE, sqlstate
 from .model import DEFAULT_CHECK_TIMEOUT, LIVENESS, STARTUP, Check, CheckOptions
 
 
@@ -104,21 +105,6 @@ async def _fetch_sqlalchemy(
     return await asyncio.wait_for(asyncio.to_thread(fetch), seconds), usage
 
 
-def _missing_table(error: BaseException) -> bool:
-    """PostgreSQL's undefined_table (42P01), from asyncpg or psycopg, wrapped by SQLAlchemy
-    or not."""
-    seen: BaseException | None = error
-    while seen is not None:
-        for source in (seen, getattr(seen, "orig", None)):
-            if (
-                getattr(source, "sqlstate", None) == "42P01"
-                or getattr(source, "pgcode", None) == "42P01"
-            ):
-                return True
-        seen = seen.__cause__
-    return False
-
-
 def postgres(
     target: Any,
     *,
@@ -189,7 +175,7 @@ def migrations_applied(
         try:
             rows, _ = await _fetch(target, query, _deadline(options))
         except Exception as error:
-            if _missing_table(error):
+            if sqlstate(error) == UNDEFINED_TABLE:
                 return {"status": "fail", "output": "no schema version table: run the migrations"}
             raise
         found = sorted(str(row[0]) for row in rows)

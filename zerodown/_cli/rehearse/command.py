@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ..._errors import ConfigurationError
 from ..._settings import Settings
+from ..postgres import add_database_options
 from .fleet import NotReady, ServerSpec
-from .plan import STRATEGIES, RehearsalPlan
+from .plan import MIGRATE_AT, STRATEGIES, RehearsalPlan
 from .progress import Progress
 from .report import Thresholds, render_side_by_side, report_document
 from .run import rehearse
@@ -149,6 +150,40 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="your traffic declared: weighted requests, and users who log in (see "
         "docs/rehearse.md); one request per iteration",
     )
+    database = rehearse.add_argument_group(
+        "the database and the migration",
+        "Each command runs through the shell with DATABASE_URL and PGAPPNAME set; --env values "
+        "may use {database_url}, {db_host}, {db_port}, {db_name}, {db_user}, {db_password}.",
+    )
+    add_database_options(
+        database,
+        throwaway="start a throwaway PostgreSQL for each run, watched while the migration runs",
+        yours="use your database instead",
+    )
+    database.add_argument(
+        "--setup",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="before release N starts, e.g. 'alembic upgrade head' (repeatable, in order)",
+    )
+    database.add_argument(
+        "--seed-rows", type=int, help="ZERODOWN_SEED_ROWS of the --setup commands, for a seed"
+    )
+    database.add_argument(
+        "--migrate",
+        metavar="CMD",
+        help="release N+1's migration, with its environment, while release N serves",
+    )
+    database.add_argument(
+        "--migrate-at",
+        choices=MIGRATE_AT,
+        default="before-new",
+        help="before the first new instance (a pre-deploy job; the default) or once it is ready",
+    )
+    database.add_argument(
+        "--contract", metavar="CMD", help="the contract step, once release N is gone"
+    )
     verdict = rehearse.add_argument_group("the verdict and the report")
     verdict.add_argument("--max-failures", type=int, default=0, help="(default: 0)")
     thresholds = Thresholds()
@@ -170,6 +205,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=thresholds.min_requests,
         help="fewer requests of a path in a window: its p99 is shown, not judged "
         "(default: %(default)s)",
+    )
+    verdict.add_argument(
+        "--max-lock-wait",
+        type=float,
+        default=thresholds.max_lock_wait,
+        help="seconds a query of the app may wait for a lock (default: %(default)s)",
     )
     verdict.add_argument(
         "--compare", action="store_true", help="run it again with ZERODOWN_DISABLED=1, side by side"
@@ -224,6 +265,9 @@ def instance_environment(
         if key in user_env and user_env[key] != value:
             overrides.append(f"--env {key}={value} overrides {key} from your environment")
         env[key] = value
+    database = "--database postgres" if args.database else args.database_url and "--database-url"
+    if database and user_env.get("DATABASE_URL") and "DATABASE_URL" not in env:
+        overrides.append(f"{database} sets DATABASE_URL over yours from your environment")
     if "ZERODOWN_RELEASE" in user_env:
         overrides.append("ZERODOWN_RELEASE is set to v1 and v2: the report names the releases so")
     return env, settings, grace, overrides
@@ -267,12 +311,14 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 "env": env,
                 "new_env": _pairs(args.new_env, "--new-env"),
                 "canary_steps": steps,
+                "setup": tuple(args.setup),
                 "overrides": tuple(overrides),
                 "thresholds": Thresholds(
                     max_failures=args.max_failures,
                     max_p99_ratio=args.max_p99_ratio,
                     p99_floor_ms=args.p99_floor_ms,
                     min_requests=args.min_requests,
+                    max_lock_wait=args.max_lock_wait,
                 ),
             }
         )
@@ -280,6 +326,11 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"rehearse: {error}")
     if problems := plan.problems():
         parser.error("rehearse: " + "; ".join(problems))
+    if plan.database or plan.database_url:
+        try:
+            import psycopg  # noqa: F401  (the database watch's driver)
+        except ImportError:
+            parser.error("rehearse: --database needs psycopg: pip install 'zerodown[rehearse]'")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="zerodown-rehearsal-"))
     # With the JSON on standard output, the words go to standard error.
     out = sys.stderr if args.json == "-" else sys.stdout

@@ -193,7 +193,10 @@ class Fleet:
             name,
             self.spec.argv(app, port, self._drain_timeout),
             log_path=self.workdir / f"{name}.log",
-            env=child_environment(app_dir, {**self._env, **env, "ZERODOWN_RELEASE": release}),
+            # PGAPPNAME: libpq-based drivers name the instance's sessions in PostgreSQL.
+            env=child_environment(
+                app_dir, {**self._env, **env, "ZERODOWN_RELEASE": release, "PGAPPNAME": name}
+            ),
             cwd=app_dir,
         )
         instance = Instance(name, release, port, process)

@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..postgres import PLACEHOLDERS
 from .fleet import ServerSpec
 from .haproxy import path_problem
 from .report import Thresholds
 
 Strategy = Literal["rolling", "bluegreen", "canary", "hup"]
+MigrateAt = Literal["before-new", "after-new"]
+MIGRATE_AT: tuple[MigrateAt, ...] = ("before-new", "after-new")
 STRATEGIES: tuple[Strategy, ...] = ("rolling", "bluegreen", "canary", "hup")
 CURRENT, NEW = "v1", "v2"
 FULL_WEIGHT = 100
@@ -62,6 +65,18 @@ class RehearsalPlan:
     ready_timeout: float = 60.0
     #: What the rehearsal set in the instances' environment over the user's, and why.
     overrides: tuple[str, ...] = ()
+    #: ``--database postgres``: a throwaway PostgreSQL for each run; ``--database-url``: yours.
+    database: Literal["postgres"] | None = None
+    database_url: str | None = None
+    #: Commands before release N starts; their ``ZERODOWN_SEED_ROWS`` is ``seed_rows``.
+    setup: tuple[str, ...] = ()
+    seed_rows: int | None = None
+    #: Release N+1's migration, run while N serves: before the first new instance starts
+    #: (a pre-deploy job, an init container) or once it is ready.
+    migrate: str | None = None
+    migrate_at: MigrateAt = "before-new"
+    #: The contract step, once no instance of release N is left.
+    contract: str | None = None
 
     def problems(self) -> list[str]:
         """What makes this plan impossible to run, each with what to change."""
@@ -103,6 +118,26 @@ class RehearsalPlan:
             problems.append(f"--new-dir {self.new_dir}: no such directory")
         if self.strategy == "hup" and self.new_dir is not None:
             problems.append("--strategy hup reloads the code on disk; drop --new-dir")
+        named = sorted(
+            {
+                "{" + name + "}"
+                for value in (*self.env.values(), *self.new_env.values())
+                for name in PLACEHOLDERS
+                if "{" + name + "}" in value
+            }
+        )
+        if named and self.database is None and self.database_url is None:
+            problems.append(
+                f"--env uses {', '.join(named)}: give --database postgres or --database-url"
+            )
+        if self.database is not None and self.database_url is not None:
+            problems.append("give --database postgres or --database-url, not both")
+        if self.seed_rows is not None and (self.seed_rows < 0 or not self.setup):
+            problems.append("--seed-rows is for --setup commands: give --setup, and 0 or more")
+        if self.contract is not None and self.strategy == "hup":
+            problems.append(
+                "--contract runs once release N is gone, which --strategy hup never says"
+            )
         if self.server.kind == "command" and "{port}" not in self.server.command:
             problems.append("--command must contain {port}, where the instance listens")
         return problems

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .database import DatabaseReport
 from .k6 import LoadResult, RequestRecord
 from .machine import saturated_seconds
 
@@ -47,6 +48,8 @@ class Thresholds:
     canary_max_error_rate: float = 0.01
     #: ...or when its p99 exceeds the steady p99 by more than this factor.
     canary_max_p99_ratio: float = 2.0
+    #: Seconds a query of the app may wait for a lock (with a database in the rehearsal).
+    max_lock_wait: float = 1.0
 
     def p99_regressed(self, before_ms: float, after_ms: float) -> bool:
         return (
@@ -142,6 +145,8 @@ class RehearsalReport:
     worker_class: str | None = None
     #: The machine's CPU use, a sample a second: (``time.time()``, busy share).
     cpu: list[tuple[float, float]] = field(default_factory=list)
+    #: What the database saw, with ``--database`` or ``--database-url``.
+    database: DatabaseReport | None = None
 
     @property
     def deploy_duration(self) -> float:
@@ -321,6 +326,14 @@ class RehearsalReport:
                     f"{thresholds.max_p99_ratio:g} x and > {thresholds.p99_floor_ms:g}ms above "
                     f"{path.p99_ms['before']:.0f}ms before it"
                 )
+        longest = max(self._app_lock_waits(), key=lambda wait: wait.seconds, default=None)
+        if longest is not None and longest.seconds > thresholds.max_lock_wait:
+            reasons.append(
+                f"{longest.application_name} waited {longest.seconds:.1f}s for a lock "
+                f"at {self._offset(longest.at):.1f}s"
+                + (f", behind {', '.join(longest.blocked_by)}" if longest.blocked_by else "")
+                + f"; at most {thresholds.max_lock_wait:g}s allowed (--max-lock-wait)"
+            )
         if self.outcome.rolled_back:
             reasons.append(f"the canary was rolled back {self.outcome.rolled_back}")
         if self.outcome.aborted:
@@ -341,6 +354,130 @@ class RehearsalReport:
 
     def _offset(self, moment: float) -> float:
         return round(moment - self.load_started, 3)
+
+    def _app_lock_waits(self) -> list[Any]:
+        return [] if self.database is None else self.database.app_waits(self.releases)
+
+    def database_causes(self) -> list[str]:
+        """Each release's failed requests beside the errors PostgreSQL logged for its
+        sessions, and the migration's statement that came before them."""
+        if self.database is None:
+            return []
+        errors: dict[str, list[Any]] = {}
+        for error in self.database.errors:
+            errors.setdefault(error.release, []).append(error)
+        by_release = self.failures_by_release()
+        causes = []
+        for release, found in sorted(errors.items()):
+            first = min(error.first_at for error in found)
+            reported = " and ".join(
+                f"`{error.message}` ({error.state_code}) {error.count} times" for error in found
+            )
+            failed = by_release.get(release, {"kinds": {}, "first_at_s": 0.0})
+            statuses = ", ".join(
+                f"{kind.removeprefix('http_')} to {n}"
+                for kind, n in failed["kinds"].items()
+                if not kind.startswith("check:")
+            )
+            said = (
+                f"release {release} answered {statuses} requests from "
+                f"{failed['first_at_s']:.1f}s, while PostgreSQL reported {reported}"
+                if statuses
+                else f"PostgreSQL reported {reported} to release {release}"
+            )
+            cause = self.database.cause_before(first)
+            if cause is not None:
+                at, step, statement = cause
+                said += (
+                    f", after the {step} step's `{_short(statement)}` at {self._offset(at):.1f}s"
+                )
+            causes.append(said)
+        return causes
+
+    def requests_during_waits(self) -> int:
+        """Answered requests that overlapped an app session's lock wait and took longer than
+        the slowest tenth of those before the deploy: the ones that waited."""
+        waits = [w for w in self._app_lock_waits() if w.seconds > 0.1]
+        if not waits:
+            return 0
+        steady = sorted(
+            r.ended - r.started
+            for r in self.result.records
+            if r.ended <= self.deploy_started and not r.failed
+        )
+        slow = percentile(steady, 0.9)
+        return sum(
+            1
+            for record in self.result.records
+            if record.ended - record.started > slow
+            and any(record.started < w.at + w.seconds and record.ended > w.at for w in waits)
+        )
+
+    def _database_json(self) -> dict[str, Any] | None:
+        database = self.database
+        if database is None:
+            return None
+        waits = self._app_lock_waits()
+        return {
+            "throwaway": database.throwaway,
+            "steps": [
+                {
+                    "step": step.name,
+                    "command": step.command,
+                    "started_s": self._offset(step.started),
+                    "ended_s": self._offset(step.ended),
+                    "exit_status": step.returncode,
+                }
+                for step in database.steps
+            ],
+            "statements": [
+                {"at_s": self._offset(at), "step": step, "statement": statement}
+                for at, step, statement in database.statements
+            ],
+            "errors": [
+                {
+                    "release": error.release,
+                    "sqlstate": error.state_code,
+                    "message": error.message,
+                    "count": error.count,
+                    "first_at_s": self._offset(error.first_at),
+                    "last_at_s": self._offset(error.last_at),
+                }
+                for error in database.errors
+            ],
+            "lock_waits": [
+                {
+                    "at_s": self._offset(wait.at),
+                    "seconds": round(wait.seconds, 3),
+                    "session": wait.application_name,
+                    "release": self.releases.get(wait.application_name),
+                    "statement": wait.statement,
+                    "blocked_by": list(wait.blocked_by),
+                }
+                for wait in database.lock_waits
+            ],
+            "longest_app_lock_wait_s": round(max((w.seconds for w in waits), default=0.0), 3),
+            "app_sessions_that_waited": len(waits),
+            "requests_that_waited": self.requests_during_waits(),
+            "rewrites": [
+                {"at_s": self._offset(at), "table": table} for at, table in database.rewrites
+            ],
+            "sampled_statements": [
+                {
+                    "at_s": self._offset(statement.at),
+                    "seconds": round(statement.seconds, 3),
+                    "step": statement.step,
+                    "statement": statement.statement,
+                    "locks": list(statement.locks),
+                    "waited_for_a_lock": statement.waited,
+                    "app_sessions_blocked": statement.blocked,
+                }
+                for statement in database.sampled
+            ],
+            "samples": database.samples,
+            "causes": self.database_causes(),
+            "problems": database.problems,
+        }
 
     def to_json(self) -> dict[str, Any]:
         plan = self.plan
@@ -395,6 +532,7 @@ class RehearsalReport:
                 ],
             },
             "machine": self.machine_notes(),
+            "database": self._database_json(),
             "deploy": {
                 "started_s": self._offset(self.deploy_started),
                 "duration_s": round(self.deploy_duration, 3),
@@ -420,6 +558,7 @@ class RehearsalReport:
                 "max_p99_ratio": plan.thresholds.max_p99_ratio,
                 "p99_floor_ms": plan.thresholds.p99_floor_ms,
                 "min_requests": plan.thresholds.min_requests,
+                "max_lock_wait_s": plan.thresholds.max_lock_wait,
             },
             "verdict": {"passed": self.passed, "reasons": self.verdict()},
         }
@@ -463,10 +602,51 @@ class RehearsalReport:
         if unattributed > 0:
             lines.append(f"  {unattributed} failed checks could not be attributed to an instance")
         lines += [f"  machine: {note}" for note in self.machine_notes()]
+        lines += self._database_lines()
         reasons = self.verdict()
         lines.append(f"  verdict: {'PASS' if not reasons else 'FAIL'}")
         lines += [f"    - {reason}" for reason in reasons]
         return "\n".join(lines)
+
+    def _database_lines(self) -> list[str]:
+        database = self.database
+        if database is None:
+            return []
+        lines = [
+            f"  database: {step.name} `{_short(step.command)}` from "
+            f"{self._offset(step.started):.1f}s to {self._offset(step.ended):.1f}s"
+            for step in database.steps
+        ]
+        lines += [
+            f"  database: {step} ran `{_short(statement)}` at {self._offset(at):.1f}s"
+            for at, step, statement in database.statements
+            if step != "setup"
+        ]
+        lines += [
+            f"  database: {sampled.step} held {', '.join(sampled.locks) or 'no table lock'} for "
+            f"{sampled.seconds:.1f}s from {self._offset(sampled.at):.1f}s running "
+            f"`{_short(sampled.statement)}`"
+            + (", itself waiting for a lock" if sampled.waited else "")
+            + (f"; {sampled.blocked} app sessions waited behind it" if sampled.blocked else "")
+            for sampled in database.sampled
+            if sampled.step != "setup"
+        ]
+        lines += [
+            f"  database: rewrote {t} at {self._offset(at):.1f}s" for at, t in database.rewrites
+        ]
+        waits = self._app_lock_waits()
+        if waits:
+            longest = max(waits, key=lambda wait: wait.seconds)
+            lines.append(
+                f"  database: {len(waits)} app sessions waited for a lock, the longest "
+                f"{longest.seconds:.2f}s at {self._offset(longest.at):.1f}s"
+                + (f" behind {', '.join(longest.blocked_by)}" if longest.blocked_by else "")
+                + f" ({_short(longest.statement)}); "
+                f"{self.requests_during_waits()} requests were slow while they waited"
+            )
+        lines += [f"  database: {cause}" for cause in self.database_causes()]
+        lines += [f"  database: {problem}" for problem in database.problems]
+        return lines
 
     def _failure_lines(self, shown: int = 15) -> list[str]:
         """The failures, grouped by kind and server, with when they happened."""
@@ -528,3 +708,8 @@ def report_document(reports: Sequence[RehearsalReport]) -> dict[str, Any]:
         "passed": reports[0].passed,
         "runs": [report.to_json() for report in reports],
     }
+
+
+def _short(text: str, limit: int = 100) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -12,17 +12,20 @@ from __future__ import annotations
 import secrets
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..._sessions.rehearsal import HEADER as REHEARSAL_HEADER
 from ..._sessions.rehearsal import PATH as SESSION_PATH
 from ..._sessions.rehearsal import TOKEN_VARIABLE as REHEARSAL_TOKEN
-from ..procs import http_get
+from ..postgres import Database, ThrowawayPostgres
+from ..procs import child_environment, http_get
+from .database import DatabaseReport, DatabaseWatch, Step, read_log, run_step
 from .fleet import Fleet, Instance, NotReady
 from .haproxy import HAProxy, ProxyCheck, start_haproxy
 from .k6 import LoadPlan, LoadRun, replaced_options, start_load
 from .machine import CpuSampler
-from .plan import CURRENT, RehearsalPlan
+from .plan import CURRENT, NEW, RehearsalPlan
 from .progress import Progress
 from .report import RehearsalReport
 from .strategies import DEPLOYERS, Deployment
@@ -33,9 +36,40 @@ HEALTH_TOKEN = "ZERODOWN_HEALTH_TOKEN"
 def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> RehearsalReport:
     """Run the plan's deploy under load and report every request.
 
-    Raises :class:`NotReady` when the running release cannot be started at all; a new
+    Raises :class:`NotReady` when the running release cannot be started at all, and
+    :class:`~.database.StepFailed` when a setup, migrate or contract command fails; a new
     release that never turns ready is reported as an aborted deploy.
     """
+    server = ThrowawayPostgres.start() if plan.database == "postgres" else None
+    try:
+        url = server.database.url if server else plan.database_url
+        return _rehearse(_with_database(plan, url), workdir, progress, server, url)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _with_database(plan: RehearsalPlan, url: str | None) -> RehearsalPlan:
+    """The plan with DATABASE_URL set and the ``--env`` placeholders filled in."""
+    if url is None:
+        return plan
+    database = Database(url)
+    return replace(
+        plan,
+        env={"DATABASE_URL": url, **database.fill(plan.env)},
+        new_env=database.fill(plan.new_env),
+    )
+
+
+def _rehearse(
+    plan: RehearsalPlan,
+    workdir: Path,
+    progress: Progress,
+    server: ThrowawayPostgres | None,
+    url: str | None,
+) -> RehearsalReport:
+    """The rehearsal, with ``server`` (a throwaway PostgreSQL) or the user's database at
+    ``url`` (libpq's form, which the watch connects to) when there is one."""
     if plan.disabled:
         # Without zerodown the app has no probes; the usual check is "anything but a 5xx".
         check = ProxyCheck(path=plan.fast_path, expect="rstatus ^[234]")
@@ -67,7 +101,25 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
     proxy: HAProxy | None = None
     load: LoadRun | None = None
     cpu = CpuSampler().start()
+    steps: list[Step] = []
+    watch: DatabaseWatch | None = None
+
+    def step(name: str, command: str, release: str) -> None:
+        new = release == NEW
+        app_dir = (plan.new_dir if new else None) or Path.cwd()
+        extra = {**env, **(plan.new_env if new else {})}
+        if plan.seed_rows is not None and name == "setup":
+            extra["ZERODOWN_SEED_ROWS"] = str(plan.seed_rows)
+        progress.event(f"{name} started: {command}")
+        done = run_step(name, command, child_environment(app_dir, extra), app_dir, workdir)
+        steps.append(done)
+        progress.event(f"{name} ended after {done.ended - done.started:.1f}s")
+
     try:
+        for command in plan.setup:
+            step("setup", command, CURRENT)
+        if url is not None:
+            watch = DatabaseWatch(url).start()
         proxy = start_haproxy(
             workdir=workdir / "haproxy",
             backends=backends,
@@ -76,6 +128,9 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
             tls=True,
         )
         deployment = Deployment(plan, fleet, proxy, progress)
+        if plan.migrate is not None and plan.migrate_at == "after-new":
+            migrate = plan.migrate
+            deployment.when_new_ready = lambda: step("migrate", migrate, NEW)
         progress.phase = "starting"
         for override in plan.overrides:
             progress.event(f"setting: {override}")
@@ -121,11 +176,16 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
         time.sleep(min(5.0, plan.duration * 0.2))
         deploy_started = time.time()
         progress.event(f"deploy started ({plan.strategy})")
+        if plan.migrate is not None and plan.migrate_at == "before-new":
+            step("migrate", plan.migrate, NEW)
         try:
             DEPLOYERS[plan.strategy](deployment, current)
         except NotReady as error:
             deployment.outcome.aborted = str(error)
             progress.event(f"deploy aborted: {str(error).splitlines()[0]}")
+        outcome = deployment.outcome
+        if plan.contract is not None and not (outcome.aborted or outcome.rolled_back):
+            step("contract", plan.contract, NEW)
         deploy_ended = time.time()
         progress.phase = "steady"
         progress.event(f"deploy ended after {deploy_ended - deploy_started:.1f}s")
@@ -133,6 +193,8 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
         progress.event("load ended")
     finally:
         cpu.stop()
+        if watch is not None:
+            watch.stop()
         progress.stop()
         if load is not None and load.process.returncode is None:
             load.process.stop(signal.SIGINT)
@@ -150,6 +212,16 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
         releases={instance.name: instance.release for instance in fleet.instances},
         worker_class=worker_class,
         cpu=cpu.samples,
+        database=None
+        if url is None
+        else DatabaseReport.build(
+            url=url,
+            throwaway=server is not None,
+            steps=steps,
+            watch=watch,
+            log=[] if server is None else read_log(server.log_path),
+            releases={instance.name: instance.release for instance in fleet.instances},
+        ),
     )
 
 

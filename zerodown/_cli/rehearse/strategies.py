@@ -31,6 +31,8 @@ class Deployment:
         self.records: Callable[[], list[RequestRecord]] = list
         #: Which backend each instance serves in.
         self.backend_of: dict[str, str] = {}
+        #: Called once, when the first instance of the new release is in the proxy.
+        self.when_new_ready: Callable[[], None] | None = None
 
     def launch(
         self, release: str, numbers: Sequence[int], backend: str, weight: int = FULL_WEIGHT
@@ -47,6 +49,9 @@ class Deployment:
             self.proxy.add_server(backend, instance.name, instance.port, weight)
             self.backend_of[instance.name] = backend
             self.progress.event(f"{instance.name} ready on port {instance.port}, in the proxy")
+            if new and self.when_new_ready is not None:
+                call, self.when_new_ready = self.when_new_ready, None
+                call()
         return started
 
     def terminate(self, instance: Instance) -> None:

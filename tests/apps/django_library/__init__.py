@@ -1,0 +1,1 @@
+"""A small Django project whose migrations ``zerodown migrations check --django`` reads."""

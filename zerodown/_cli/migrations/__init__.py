@@ -1,0 +1,1 @@
+"""``zerodown migrations``: the linter for migrations, before they reach a rehearsal."""
