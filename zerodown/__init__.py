@@ -8,8 +8,8 @@ shell: the ``zerodown`` command (``_cli/``, with ``zerodown rehearse`` in
 ``_cli/rehearse/`` and ``zerodown migrations check`` in ``_cli/migrations/``). Imports go
 one way: the tooling uses the runtime, never the reverse, and ``import zerodown`` imports
 no optional dependency. The public API is this module and ``zerodown.health``,
-``zerodown.sessions``, ``zerodown.codec``, ``zerodown.migrations``, ``zerodown.gunicorn``;
-``docs/architecture.md`` draws the whole layout.
+``zerodown.sessions``, ``zerodown.codec``, ``zerodown.migrations``, ``zerodown.openfeature``
+and ``zerodown.gunicorn``; ``docs/architecture.md`` draws the whole layout.
 """
 
 from . import health as health  # the module: zerodown.health.postgres(...)

@@ -391,26 +391,34 @@ class Lifecycle:
     # -- budget --------------------------------------------------------------------------
 
     def budget_problems(
-        self, *, drain_timeout: float | None = None, drain_setting: str = "ZERODOWN_DRAIN_TIMEOUT"
+        self,
+        *,
+        drain_timeout: float | None = None,
+        drain_setting: str = "ZERODOWN_DRAIN_TIMEOUT",
+        pre_stop: float = 0.0,
+        callbacks: float | None = None,
     ) -> list[str]:
         """What does not fit in the grace period; empty when it fits or none is known.
 
         ``drain_timeout`` is the server's own bound on the drain where it has one, set by
-        ``drain_setting`` (named in the advice).
+        ``drain_setting`` (named in the advice). ``pre_stop`` is a preStop hook's sleep,
+        which the kubelet counts in the grace period; ``callbacks`` the shutdown callbacks'
+        budget when not this lifecycle's own (``zerodown doctor`` reading a manifest).
         """
         grace = self.settings.grace_period
         if grace is None:
             return []
         drain = self.settings.drain_timeout if drain_timeout is None else drain_timeout
         delay = self.settings.shutdown_delay
-        callbacks = self.callbacks_budget
-        needed = delay + drain + callbacks + BUDGET_MARGIN
+        callbacks = self.callbacks_budget if callbacks is None else callbacks
+        needed = pre_stop + delay + drain + callbacks + BUDGET_MARGIN
         if needed <= grace:
             return []
+        hook = f"preStop {pre_stop:g}s + " if pre_stop else ""
         return [
-            f"the shutdown sequence can take {needed:.1f}s (shutdown_delay {delay:g}s + drain "
-            f"{drain:g}s + shutdown callbacks {callbacks:g}s + margin {BUDGET_MARGIN:g}s) but "
-            f"ZERODOWN_GRACE_PERIOD is {grace:g}s, so the process can be killed mid-drain; "
+            f"the shutdown sequence can take {needed:.1f}s ({hook}shutdown_delay {delay:g}s + "
+            f"drain {drain:g}s + shutdown callbacks {callbacks:g}s + margin {BUDGET_MARGIN:g}s) "
+            f"but ZERODOWN_GRACE_PERIOD is {grace:g}s, so the process can be killed mid-drain; "
             f"raise terminationGracePeriodSeconds to at least {needed:.0f} or lower "
             f"ZERODOWN_SHUTDOWN_DELAY / {drain_setting}"
         ]

@@ -515,3 +515,18 @@ def test_a_failing_migration_stops_the_rehearsal_with_its_output(tmp_path: Path)
     assert "relation notes does not exist" in done.stderr
     # The timeline showed the step start before it failed.
     assert "migrate started" in done.stdout
+
+
+@pytest.mark.e2e
+def test_a_flag_turned_on_in_the_new_release_only_shows_whose_requests_fail(
+    tmp_path: Path,
+) -> None:
+    done, document = rehearse(
+        tmp_path,
+        "tests.apps.flagged:app --slow-fraction 0 --rate 40 --new-flag new-pricing=true",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (run,) = document["runs"]
+    assert run["flags"] == {"every_instance": {}, "new_release": {"new-pricing": True}}
+    assert set(run["failures_by_release"]) == {"v2"}
+    assert run["per_release"]["v1"] > 0

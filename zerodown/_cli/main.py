@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from . import schema, wait_ready
+from .doctor import command as doctor
 from .migrations import command as migrations
 from .rehearse import command as rehearse
 
@@ -16,6 +17,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "rehearse":
         return rehearse.run(parser, args)
+    if args.command == "doctor":
+        return doctor.run(parser, args)
     if args.command == "migrations":
         return migrations.run(parser, args)
     if args.command == "wait-ready":
@@ -29,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_parser(commands)
     rehearse.add_parser(commands)
     migrations.add_parser(commands)
+    doctor.add_parser(commands)
     wait_ready.add_parser(commands)
     return parser
 

@@ -113,6 +113,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         server.add_argument(
             option, action="append", default=[], metavar="KEY=VALUE", help=f"environment of {whose}"
         )
+    for option, whose in (("--flag", "every instance"), ("--new-flag", "the new release")):
+        server.add_argument(
+            option,
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a feature flag of {whose}, through zerodown.openfeature (VALUE as JSON: "
+            'true, 3, "blue"; else a string)',
+        )
     groups = {"deploy": rehearse.add_argument_group("the deploy")}
     groups["load"] = rehearse.add_argument_group("the load")
     groups["deploy"].add_argument("--strategy", choices=STRATEGIES, default="rolling")
@@ -232,6 +241,17 @@ def _pairs(raw: Sequence[str], option: str) -> dict[str, str]:
     return pairs
 
 
+def _flags(raw: Sequence[str], option: str) -> dict[str, object]:
+    """``KEY=VALUE`` flags, each VALUE read as JSON when it is JSON, else as a string."""
+    flags: dict[str, object] = {}
+    for key, value in _pairs(raw, option).items():
+        try:
+            flags[key] = json.loads(value)
+        except ValueError:
+            flags[key] = value
+    return flags
+
+
 def instance_environment(
     args: argparse.Namespace, user_env: Mapping[str, str]
 ) -> tuple[dict[str, str], Settings, float, list[str]]:
@@ -310,6 +330,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 "drain_timeout": settings.drain_timeout,
                 "env": env,
                 "new_env": _pairs(args.new_env, "--new-env"),
+                "flags": _flags(args.flag, "--flag"),
+                "new_flags": _flags(args.new_flag, "--new-flag"),
                 "canary_steps": steps,
                 "setup": tuple(args.setup),
                 "overrides": tuple(overrides),

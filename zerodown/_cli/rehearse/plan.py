@@ -77,6 +77,10 @@ class RehearsalPlan:
     migrate_at: MigrateAt = "before-new"
     #: The contract step, once no instance of release N is left.
     contract: str | None = None
+    #: Feature flags served to every instance (``--flag``), and the new release's own
+    #: (``--new-flag``), through ``zerodown.openfeature``.
+    flags: Mapping[str, Any] = field(default_factory=dict)
+    new_flags: Mapping[str, Any] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """What makes this plan impossible to run, each with what to change."""

@@ -492,6 +492,7 @@ class RehearsalReport:
             "strategy": plan.strategy,
             "instances": plan.instances,
             "settings_overridden": list(plan.overrides),
+            "flags": {"every_instance": dict(plan.flags), "new_release": dict(plan.new_flags)},
             "load": {
                 "rate": plan.rate,
                 "rate_unit": "iterations/s" if plan.k6_script else "requests/s",

@@ -9,12 +9,14 @@ release with the new one. Every request's outcome lands in the report.
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..._flags import COHORT_VARIABLE, FLAGS_VARIABLE
 from ..._sessions.rehearsal import HEADER as REHEARSAL_HEADER
 from ..._sessions.rehearsal import PATH as SESSION_PATH
 from ..._sessions.rehearsal import TOKEN_VARIABLE as REHEARSAL_TOKEN
@@ -43,7 +45,8 @@ def rehearse(plan: RehearsalPlan, workdir: Path, progress: Progress) -> Rehearsa
     server = ThrowawayPostgres.start() if plan.database == "postgres" else None
     try:
         url = server.database.url if server else plan.database_url
-        return _rehearse(_with_database(plan, url), workdir, progress, server, url)
+        plan = _with_flags(_with_database(plan, url))
+        return _rehearse(plan, workdir, progress, server, url)
     finally:
         if server is not None:
             server.stop()
@@ -59,6 +62,18 @@ def _with_database(plan: RehearsalPlan, url: str | None) -> RehearsalPlan:
         env={"DATABASE_URL": url, **database.fill(plan.env)},
         new_env=database.fill(plan.new_env),
     )
+
+
+def _with_flags(plan: RehearsalPlan) -> RehearsalPlan:
+    """Each release's cohort (the new one is ``canary`` in a canary deploy) and its flags,
+    in the variables ``zerodown.openfeature`` reads."""
+    env = {**plan.env, COHORT_VARIABLE: "stable"}
+    cohort = "canary" if plan.strategy == "canary" else "stable"
+    new_env = {**plan.new_env, COHORT_VARIABLE: cohort}
+    if plan.flags or plan.new_flags:
+        env[FLAGS_VARIABLE] = json.dumps(dict(plan.flags))
+        new_env[FLAGS_VARIABLE] = json.dumps({**plan.flags, **plan.new_flags})
+    return replace(plan, env=env, new_env=new_env)
 
 
 def _rehearse(

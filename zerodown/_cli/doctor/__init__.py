@@ -1,0 +1,1 @@
+"""``zerodown doctor``: a static check of what decides whether a rotation loses requests."""
