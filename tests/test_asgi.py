@@ -356,3 +356,21 @@ def test_the_default_lifecycle_is_one_per_process() -> None:
     second = ASGIMiddleware(hello)
     assert first.lifecycle is second.lifecycle
     assert asyncio.run(call(first, http_scope("/livez"))).status == 200
+
+
+def test_an_app_that_rejects_the_lifespan_costs_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Django's ASGI handler, on every boot under uvicorn or gunicorn's UvicornWorker.
+    async def django_like(scope: Scope, receive: Receive, send: Send) -> None:
+        raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+
+    middleware = ASGIMiddleware(django_like, lifecycle=make_lifecycle(), handle_signals=False)
+    with caplog.at_level(logging.INFO, logger="zerodown"):
+        asyncio.run(call(middleware, {"type": "lifespan"}, lifespan_messages()))
+    (record,) = [r for r in caplog.records if "lifespan" in r.getMessage()]
+    assert record.getMessage() == (
+        "zerodown: the app does not speak lifespan (ValueError: Django can only handle "
+        "ASGI/HTTP connections, not lifespan.); zerodown answers it"
+    )
+    assert record.exc_info is None

@@ -225,12 +225,17 @@ class ASGIMiddleware:
 
         try:
             await self.app(scope, receive_lifespan, send_lifespan)
-        except Exception:
+        except Exception as error:
             if startup_answered:
                 raise
+            # Expected of Django and others on every boot: one line, the traceback for
+            # whoever debugs.
             logger.info(
-                "zerodown: the app does not speak lifespan; zerodown answers it", exc_info=True
+                "zerodown: the app does not speak lifespan (%s: %s); zerodown answers it",
+                type(error).__name__,
+                error,
             )
+            logger.debug("the app's answer to the lifespan scope", exc_info=True)
         if startup_answered:
             return
         # The app raised on, or ignored, the lifespan scope: speak the protocol for it.
