@@ -13,6 +13,8 @@ import pytest
 
 from tests.bed import REPO, LoadPlan, ProcessGroup, find_nginx
 from zerodown._cli.procs import LOOPBACK, free_port, wait_for_http
+from zerodown._cli.rehearse.k6 import RequestRecord
+from zerodown._cli.rehearse.report import Thresholds
 
 BLUEGREEN = REPO / "examples" / "bluegreen"
 
@@ -72,3 +74,13 @@ def test_the_nginx_blue_green_switch_fails_no_request(procs: ProcessGroup, tmp_p
     assert result.failed == [], result.describe()
     for instance in (blue, green):
         assert '"GET / HTTP/1.1" 200' in instance.process.log_text(), "both releases served"
+
+
+def test_a_canary_is_not_rolled_back_for_a_p99_that_doubled_within_the_floor() -> None:
+    # Measured on a loaded CI machine: steady p99 15 ms, the canary's 32 ms.
+    def answered(seconds: float) -> list[RequestRecord]:
+        return [RequestRecord(0.0, seconds, "/", 200, "", "v2-0") for _ in range(100)]
+
+    thresholds = Thresholds()
+    assert thresholds.canary_problem(answered(0.032), steady_p99=0.015) is None
+    assert "above the steady p99 15ms" in (thresholds.canary_problem(answered(0.2), 0.015) or "")

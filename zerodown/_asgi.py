@@ -13,6 +13,7 @@ from ._health.checks import event_loop_lag
 from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
 from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
+from ._sessions.rehearsal import instance_header
 from ._signals import install_signal_relay
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._warmup import Warmup
@@ -80,6 +81,9 @@ class ASGIMiddleware:
         self._loop: asyncio.AbstractEventLoop | None = None
         # The lifecycle's in-flight table, bound once for the hot path.
         self._active = self.lifecycle.requests.started
+        # In a rehearsal that asks for it, every response names the instance; such
+        # requests leave the hot path, which passes ``send`` on unwrapped.
+        self._instance_header = instance_header()
         self.lifecycle.leaving.subscribe(self._leave)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -126,9 +130,14 @@ class ASGIMiddleware:
 
         # A plain function returning the server's awaitable, not a coroutine: an extra
         # coroutine frame per message costs more than the check.
+        named = self._instance_header
+
         def send_closing(message: Message) -> Awaitable[None]:
-            if lifecycle.is_leaving and message["type"] == "http.response.start":
-                message = _with_connection_close(message)
+            if message["type"] == "http.response.start":
+                if named is not None:
+                    message = {**message, "headers": [*message.get("headers", ()), named]}
+                if lifecycle.is_leaving:
+                    message = _with_connection_close(message)
             return send(message)
 
         await self._serve_counted(scope, receive, send_closing)
@@ -267,7 +276,7 @@ class ASGIMiddleware:
         tick()
         self._loop = loop
         # In this order, a leave that lands in between still ends with _hot False.
-        self._hot = True
+        self._hot = self._instance_header is None
         if self.lifecycle.is_leaving:
             self._hot = False
 

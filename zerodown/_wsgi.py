@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._health.checks import stuck_threads
 from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
 from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
+from ._sessions.rehearsal import instance_header
 from ._warmup import Warmup
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class WSGIMiddleware:
             self.health.add(warmup.wsgi_check(app, [c.name for c in self.health.checks]))
         self.health.start()
         self._probes = Probes(self.lifecycle, self.health, probe_paths, probe_access)
+        # In a rehearsal that asks for it, every response names the instance.
+        self._instance_header = instance_header()
         self.lifecycle.mark_ready()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -85,12 +88,24 @@ class WSGIMiddleware:
             )
             return [answer.body]
         token = lifecycle.request_started()
+        if self._instance_header is not None:
+            start_response = _naming(start_response, self._instance_header)
         try:
             response = self.app(environ, start_response)
         except BaseException:
             lifecycle.request_finished(token)
             raise
         return _CountedResponse(response, lifecycle, token)
+
+
+def _naming(start_response: StartResponse, header: tuple[bytes, bytes]) -> StartResponse:
+    """``start_response`` with the rehearsal's instance header added."""
+    name, value = header[0].decode("latin-1"), header[1].decode("latin-1")
+
+    def start(status: str, headers: Any, exc_info: Any = None) -> Any:
+        return start_response(status, [*headers, (name, value)], exc_info)
+
+    return start
 
 
 class _CountedResponse:

@@ -530,3 +530,70 @@ def test_a_flag_turned_on_in_the_new_release_only_shows_whose_requests_fail(
     assert run["flags"] == {"every_instance": {}, "new_release": {"new-pricing": True}}
     assert set(run["failures_by_release"]) == {"v2"}
     assert run["per_release"]["v1"] > 0
+
+
+def namespaces_allowed() -> bool:
+    """A network namespace can be made here (CI runs as root: there it must)."""
+    if os.environ.get("CI"):
+        return True
+    command = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    done = subprocess.run([*command, "true"], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+needs_namespaces = pytest.mark.skipif(
+    not namespaces_allowed(),
+    reason="this machine forbids network namespaces (not root, no unprivileged user namespaces)",
+)
+
+
+@pytest.mark.e2e
+@needs_namespaces
+def test_a_kubernetes_service_rolls_with_zerodown_and_refuses_connections_without(
+    tmp_path: Path,
+) -> None:
+    done, document = rehearse(
+        tmp_path, "examples.starlette_app:app --network kubernetes --propagation 2 --compare"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    with_zerodown, without = document["runs"]
+    assert with_zerodown["failed"] == 0
+    assert with_zerodown["network"]["kind"] == "kubernetes"
+    pods = {pod["name"]: pod for pod in with_zerodown["network"]["pods"]}
+    leaving = pods["v1-0"]
+    # The endpoint went 2 s after the deletion; the listener stayed open past it.
+    assert leaving["endpoint_removed_at_s"] - leaving["deleted_at_s"] >= 1.9
+    assert leaving["listener_closed_at_s"] > leaving["endpoint_removed_at_s"]
+    assert with_zerodown["per_release"]["v2"] > 0  # named by the instances themselves
+    # Without zerodown the listener closes at SIGTERM, while kube-proxy still sends there.
+    assert without["failed"] > 0
+    assert set(without["network"]["failures_by_phase"]) == {"before endpoint removal"}
+    assert "refused" in without["network"]["failures_by_phase"]["before endpoint removal"]
+
+
+@pytest.mark.e2e
+@needs_namespaces
+def test_a_delay_shorter_than_the_propagation_fails_and_the_doctor_says_why(
+    tmp_path: Path,
+) -> None:
+    manifest = tmp_path / "deployment.yaml"
+    text = (REPO / "examples" / "k8s" / "deployment.yaml").read_text()
+    manifest.write_text(
+        text.replace(
+            'ZERODOWN_SHUTDOWN_DELAY\n              value: "5"',
+            'ZERODOWN_SHUTDOWN_DELAY\n              value: "1"',
+        )
+    )
+    done, document = rehearse(
+        tmp_path, f"--manifest {manifest} --network kubernetes --propagation 2 --instances 2"
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (run,) = document["runs"]
+    # Refused by the closed listener; a kept-alive connection may also be closed unanswered.
+    assert "refused" in run["failures_by_kind"]
+    assert set(run["failures_by_kind"]) <= {"refused", "closed", "reset"}
+    assert "before endpoint removal" in run["network"]["failures_by_phase"]
+    assert run["network"]["manifest"] == str(manifest)
+    doctor = zerodown("doctor", "--manifest", str(manifest), "--propagation", "2")
+    assert doctor.returncode == 1
+    assert "delay-below-propagation" in doctor.stdout

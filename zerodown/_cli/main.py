@@ -15,6 +15,8 @@ from .rehearse import command as rehearse
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # As given: a command that runs itself again (in a network namespace) passes them on.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "rehearse":
         return rehearse.run(parser, args)
     if args.command == "doctor":

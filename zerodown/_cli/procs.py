@@ -22,9 +22,12 @@ LOOPBACK = "127.0.0.1"
 def child_environment(app_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for an app process: ours (``ZERODOWN_*`` included, as the user set
     it), then ``extra``, with ``app_dir`` first on ``PYTHONPATH`` so that ``module:attr``
-    imports from it."""
+    imports from it, and the tools installed beside zerodown (a venv's ``uvicorn``,
+    ``alembic``, ``python``) first on ``PATH``, as in an activated venv."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(app_dir), env.get("PYTHONPATH")]))
+    beside = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(filter(None, [beside, env.get("PATH")]))
     env.update(extra or {})
     return env
 

@@ -3,6 +3,7 @@ container and the PodDisruptionBudgets, every value with the line it is on."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ if TYPE_CHECKING:  # PyYAML is the doctor's own extra: imported when a manifest 
     import yaml
 
 Path_ = tuple[str | int, ...]
+SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
 
 
 class ManifestError(Exception):
@@ -71,6 +73,38 @@ class Manifest:
             if isinstance(item, dict) and item.get("name") == name:
                 return self.deployment.line(*self.container, "env", index)
         return self.deployment.line(*self.container, "env")
+
+
+@dataclass(frozen=True, slots=True)
+class PreStopHook:
+    """The container's preStop hook: seconds it sleeps, or the path it GETs, and its line."""
+
+    sleep: float
+    http_path: str | None
+    line: int
+
+
+def pre_stop_hook(manifest: Manifest) -> PreStopHook | None:
+    """The preStop hook: ``sleep``, ``exec`` of ``sleep N`` (also through a shell), or
+    ``httpGet``; None without one."""
+    d, c = manifest.deployment, manifest.container
+    hook = d.get(*c, "lifecycle", "preStop")
+    if not isinstance(hook, dict):
+        return None
+    line = d.line(*c, "lifecycle", "preStop")
+    if "sleep" in hook:
+        return PreStopHook(float((hook["sleep"] or {}).get("seconds", 0)), None, line)
+    words = [str(part) for part in (hook.get("exec") or {}).get("command", [])]
+    if words and Path(words[0]).name in SHELLS:
+        words = shlex.split(words[-1])
+    if len(words) >= 2 and Path(words[0]).name == "sleep":
+        try:
+            return PreStopHook(float(words[1]), None, line)
+        except ValueError:
+            return PreStopHook(0.0, None, line)
+    if "httpGet" in hook:
+        return PreStopHook(0.0, str((hook["httpGet"] or {}).get("path", "/")), line)
+    return None
 
 
 def read_manifest(path: Path, container: str | None = None) -> Manifest:

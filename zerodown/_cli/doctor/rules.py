@@ -22,13 +22,12 @@ from ..._errors import ConfigurationError
 from ..._lifecycle import Lifecycle
 from ..._probes import ProbePaths
 from ..._settings import Settings
-from .manifest import Manifest
+from .manifest import SHELLS, Manifest, pre_stop_hook
 
 Level = Literal["error", "warning"]
 #: Makes a finding of the manifest's file: (level, rule, line, problem, effect, fix).
 _Make = Callable[["Level", str, int, str, str, str], "Finding"]
 _ServerFindings = Generator["Finding", None, "Server | None"]
-SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh"})
 #: Kubernetes' defaults for a RollingUpdate that does not say.
 DEFAULT_MAX_SURGE = DEFAULT_MAX_UNAVAILABLE = "25%"
 #: The kubelet's defaults for a probe that does not say.
@@ -392,25 +391,11 @@ def _gunicorn(
 def _pre_stop(manifest: Manifest, env: dict[str, str]) -> tuple[float, int, bool]:
     """The preStop hook's sleep in seconds, its line, and whether it calls zerodown's
     preStop endpoint (whose wait is the in-app delay)."""
-    d, c = manifest.deployment, manifest.container
-    hook = d.get(*c, "lifecycle", "preStop") or {}
-    line = d.line(*c, "lifecycle", "preStop")
-    if "sleep" in hook:
-        return float(hook["sleep"].get("seconds", 0)), line, False
-    exec_command = [str(part) for part in (hook.get("exec") or {}).get("command", [])]
-    if exec_command:
-        words = (
-            shlex.split(" ".join(exec_command[-1:])) if exec_command[0] in SHELLS else exec_command
-        )
-        if len(words) >= 2 and Path(words[0]).name == "sleep":
-            try:
-                return float(words[1]), line, False
-            except ValueError:
-                return 0.0, line, False
-    if "httpGet" in hook:
-        endpoint = hook["httpGet"].get("path") == (env.get("ZERODOWN_PRESTOP_PATH") or None)
-        return 0.0, line, endpoint
-    return 0.0, line, False
+    hook = pre_stop_hook(manifest)
+    if hook is None:
+        return 0.0, manifest.deployment.line(*manifest.container), False
+    endpoint = hook.http_path is not None and hook.http_path == env.get("ZERODOWN_PRESTOP_PATH")
+    return hook.sleep, hook.line, endpoint
 
 
 def _budget(

@@ -18,9 +18,17 @@ from pathlib import Path
 
 from ..._errors import ConfigurationError
 from ..._settings import Settings
+from ..doctor.manifest import ManifestError
 from ..postgres import add_database_options
 from .fleet import NotReady, ServerSpec
-from .plan import MIGRATE_AT, STRATEGIES, RehearsalPlan
+from .kube import (
+    FromManifest,
+    NamespaceUnavailable,
+    from_manifest,
+    in_own_namespace,
+    run_in_own_namespace,
+)
+from .plan import MIGRATE_AT, NETWORKS, STRATEGIES, RehearsalPlan
 from .progress import Progress
 from .report import Thresholds, render_side_by_side, report_document
 from .run import rehearse
@@ -70,7 +78,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "who check their sessions, deploy the new release with the chosen strategy and "
         "report every request, per release. Exit 0 when the deploy stayed within the "
         "thresholds, 1 when it crossed one, 2 when the rehearsal could not run. Settings of "
-        "an instance come from a flag, then your environment (the instances inherit it), "
+        "an instance come from a flag, then --manifest, then your environment (the instances "
+        "inherit it), "
         "then zerodown's default.",
     )
     rehearse.add_argument(
@@ -193,6 +202,36 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     database.add_argument(
         "--contract", metavar="CMD", help="the contract step, once release N is gone"
     )
+    network = rehearse.add_argument_group(
+        "the network",
+        "haproxy: HAProxy health-checks the instances (an ingress, a load balancer). "
+        "kubernetes: a Service as kube-proxy makes it, real iptables NAT rules in a network "
+        "namespace of the rehearsal's own, the kubelet's probes, endpoints removed after the "
+        "propagation delay (rolling only; needs root or unprivileged user namespaces).",
+    )
+    network.add_argument("--network", choices=NETWORKS, default="haproxy")
+    network.add_argument(
+        "--manifest",
+        type=Path,
+        metavar="FILE.yaml",
+        help="your Deployment: probes, preStop, grace period, replicas and rollout, "
+        "ZERODOWN_* env and the command (flags win over it, it wins over your environment)",
+    )
+    network.add_argument(
+        "--propagation",
+        type=float,
+        default=defaults["propagation"],
+        help="kubernetes: seconds until an endpoint change reaches the node (default: %(default)s)",
+    )
+    network.add_argument(
+        "--propagation-spread",
+        type=float,
+        default=defaults["propagation_spread"],
+        help="kubernetes: up to this many seconds more, drawn per change (default: %(default)s)",
+    )
+    network.add_argument(
+        "--seed", type=int, default=defaults["seed"], help="of the spread (default: %(default)s)"
+    )
     verdict = rehearse.add_argument_group("the verdict and the report")
     verdict.add_argument("--max-failures", type=int, default=0, help="(default: 0)")
     thresholds = Thresholds()
@@ -239,6 +278,36 @@ def _pairs(raw: Sequence[str], option: str) -> dict[str, str]:
             raise ValueError(f"{option} {item!r}: expected KEY=VALUE")
         pairs[key] = value
     return pairs
+
+
+def _manifest(path: Path) -> FromManifest:
+    try:
+        return from_manifest(path)
+    except ManifestError as error:
+        raise ValueError(str(error)) from None
+
+
+def _from_manifest(manifest: FromManifest, argv: Sequence[str]) -> dict[str, object]:
+    """The plan's fields the manifest sets: the rollout's unless given as flags, the
+    kubelet's probes and the preStop hook."""
+
+    def given(option: str) -> bool:
+        return any(arg == option or arg.startswith(option + "=") for arg in argv)
+
+    fields_: dict[str, object] = {
+        "readiness": manifest.readiness,
+        "startup": manifest.startup,
+        "pre_stop": manifest.pre_stop,
+        "not_modeled": manifest.not_modeled,
+    }
+    for option, name, value in (
+        ("--instances", "instances", manifest.instances),
+        ("--max-surge", "max_surge", manifest.max_surge),
+        ("--max-unavailable", "max_unavailable", manifest.max_unavailable),
+    ):
+        if value is not None and not given(option):
+            fields_[name] = value
+    return fields_
 
 
 def _flags(raw: Sequence[str], option: str) -> dict[str, object]:
@@ -295,17 +364,26 @@ def instance_environment(
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
+        manifest = None if args.manifest is None else _manifest(args.manifest)
         if args.app is None and args.command_template is None:
-            raise ValueError("give the app as MODULE:ATTR, or --command")
+            if manifest is None or manifest.command is None:
+                raise ValueError("give the app as MODULE:ATTR, or --command (or --manifest)")
+            args.command_template = manifest.command
         try:
             steps = tuple(int(step) for step in args.canary_steps.split(","))
         except ValueError:
             raise ValueError(
                 f"--canary-steps {args.canary_steps!r}: expected percentages such as 10,50,100"
             ) from None
-        env, settings, grace, overrides = instance_environment(args, os.environ)
+        manifest_env = {} if manifest is None else manifest.env
+        env, settings, grace, overrides = instance_environment(args, {**os.environ, **manifest_env})
+        env = {**manifest_env, **env}
         # Options named as the plan's fields are taken as they are.
         same = {f.name: getattr(args, f.name) for f in fields(RehearsalPlan) if f.name in args}
+        if manifest is not None:
+            same.update(_from_manifest(manifest, args.argv))
+            if manifest.grace is not None and args.grace is None:
+                grace = manifest.grace
         plan = RehearsalPlan(
             **{
                 **same,
@@ -348,6 +426,12 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"rehearse: {error}")
     if problems := plan.problems():
         parser.error("rehearse: " + "; ".join(problems))
+    if plan.network == "kubernetes" and not in_own_namespace():
+        try:
+            return run_in_own_namespace(args.argv)
+        except NamespaceUnavailable as error:
+            print(f"zerodown rehearse: {error}", file=sys.stderr)
+            return 2
     if plan.database or plan.database_url:
         try:
             import psycopg  # noqa: F401  (the database watch's driver)

@@ -12,9 +12,7 @@ cooperate: each instance connects as its own ``application_name`` (``PGAPPNAME``
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -79,14 +77,7 @@ def run_step(name: str, command: str, env: Mapping[str, str], cwd: Path, log_dir
         completed = subprocess.run(
             command,
             shell=True,
-            # The tools installed beside zerodown (alembic, python) first, as in its venv.
-            env={
-                **env,
-                "PGAPPNAME": STEP_PREFIX + name,
-                "PATH": os.pathsep.join(
-                    filter(None, [str(Path(sys.executable).parent), env.get("PATH")])
-                ),
-            },
+            env={**env, "PGAPPNAME": STEP_PREFIX + name},
             cwd=cwd,
             capture_output=True,
             text=True,

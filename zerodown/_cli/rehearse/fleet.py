@@ -7,12 +7,14 @@ import re
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..._sessions.rehearsal import INSTANCE_VARIABLE
 from ..procs import (
     LOOPBACK,
     ManagedProcess,
@@ -123,6 +125,8 @@ class Instance:
     port: int
     process: ManagedProcess
     signalled_at: float | None = None
+    #: When it was deleted (its preStop hook began); the grace period counts from here.
+    deleted_at: float | None = None
 
     def worker_class(self) -> str | None:
         """The worker class gunicorn said it runs, from the instance's log; None if none."""
@@ -140,6 +144,22 @@ class Instance:
         if self.signalled_at is None:
             self.signalled_at = time.monotonic()
             self.process.send_signal(signal.SIGTERM)
+
+    def delete(self, pre_stop: Callable[[], None] | None = None) -> None:
+        """Delete it as the kubelet does: the preStop hook, then SIGTERM (at once without
+        one); the grace period counts from now."""
+        if self.deleted_at is not None:
+            return
+        self.deleted_at = time.monotonic()
+        if pre_stop is None:
+            self.terminate()
+            return
+
+        def hook_then_signal() -> None:
+            pre_stop()
+            self.terminate()
+
+        threading.Thread(target=hook_then_signal, name=f"prestop-{self.name}", daemon=True).start()
 
     def workers(self) -> set[int]:
         """The PIDs of its child processes (gunicorn's workers); Linux only."""
@@ -172,8 +192,11 @@ class Fleet:
         ready_timeout: float,
         env: Mapping[str, str],
         health_token: str | None = None,
+        name_responses: bool = False,
     ) -> None:
         self.spec = spec
+        #: Each instance names itself in its responses (no proxy in front does it).
+        self._name_responses = name_responses
         self.workdir = workdir
         self.ready_path = ready_path
         self._ready_status = ready_status
@@ -195,7 +218,14 @@ class Fleet:
             log_path=self.workdir / f"{name}.log",
             # PGAPPNAME: libpq-based drivers name the instance's sessions in PostgreSQL.
             env=child_environment(
-                app_dir, {**self._env, **env, "ZERODOWN_RELEASE": release, "PGAPPNAME": name}
+                app_dir,
+                {
+                    **self._env,
+                    **env,
+                    "ZERODOWN_RELEASE": release,
+                    "PGAPPNAME": name,
+                    **({INSTANCE_VARIABLE: name} if self._name_responses else {}),
+                },
             ),
             cwd=app_dir,
         )
@@ -238,10 +268,10 @@ class Fleet:
         return f"{text} (/readyz answered {status or 'nothing'}); its log ends with:\n{tail}"
 
     def wait_for_exit(self, instance: Instance, grace: float) -> bool:
-        """Wait out the grace period from its SIGTERM; SIGKILL it after. True if it exited."""
-        instance.terminate()
-        assert instance.signalled_at is not None
-        left = instance.signalled_at + grace - time.monotonic()
+        """Wait out the grace period from its deletion; SIGKILL it after. True if it exited."""
+        instance.delete()
+        assert instance.deleted_at is not None
+        left = instance.deleted_at + grace - time.monotonic()
         if instance.process.wait(max(0.0, left)) is not None:
             return True
         instance.process.stop(signal.SIGKILL, timeout=5)

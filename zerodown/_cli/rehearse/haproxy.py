@@ -8,6 +8,7 @@ traced to the instance (and release) that answered it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -189,6 +190,21 @@ class HAProxy:
             lambda: self.command(f"del server {backend}/{name}") == "Server deleted.",
             timeout=timeout,
         )
+
+    def deleting(self, name: str) -> None:
+        """HAProxy learns that an instance leaves from its own checks, as a load balancer
+        that probes pods does."""
+
+    def forget(self, backend: str, name: str) -> None:
+        """Take an exited instance out once HAProxy's own checks saw it go.
+
+        Until then HAProxy routes to it as a real one would, which is what exposes a server
+        that closes its socket before the proxy noticed it leaving.
+        """
+        noticed_within = self.check.interval * (self.check.fall + 1) + 1.0
+        with contextlib.suppress(TimeoutError):
+            self.wait_for_states({name: "DOWN"}, timeout=noticed_within)
+        self.remove_server(backend, name)
 
     def set_weight(self, backend: str, name: str, weight: int) -> None:
         self._expect(f"set weight {backend}/{name} {weight}")

@@ -10,10 +10,13 @@ from typing import Any, Literal
 from ..postgres import PLACEHOLDERS
 from .fleet import ServerSpec
 from .haproxy import path_problem
+from .kube import DEFAULT_READINESS, DEFAULT_STARTUP, PreStop, ProbeSpec
 from .report import Thresholds
 
 Strategy = Literal["rolling", "bluegreen", "canary", "hup"]
 MigrateAt = Literal["before-new", "after-new"]
+Network = Literal["haproxy", "kubernetes"]
+NETWORKS: tuple[Network, ...] = ("haproxy", "kubernetes")
 MIGRATE_AT: tuple[MigrateAt, ...] = ("before-new", "after-new")
 STRATEGIES: tuple[Strategy, ...] = ("rolling", "bluegreen", "canary", "hup")
 CURRENT, NEW = "v1", "v2"
@@ -81,6 +84,19 @@ class RehearsalPlan:
     #: (``--new-flag``), through ``zerodown.openfeature``.
     flags: Mapping[str, Any] = field(default_factory=dict)
     new_flags: Mapping[str, Any] = field(default_factory=dict)
+    #: What carries the load: HAProxy with its checks, or a Service as kube-proxy makes it.
+    network: Network = "haproxy"
+    #: kubernetes: seconds until an endpoint change reaches the node, a random spread on
+    #: top (seeded), the kubelet's probes, the preStop hook, the manifest they came from.
+    propagation: float = 1.5
+    propagation_spread: float = 0.0
+    seed: int = 0
+    readiness: ProbeSpec = DEFAULT_READINESS
+    startup: ProbeSpec | None = DEFAULT_STARTUP
+    pre_stop: PreStop | None = None
+    manifest: Path | None = None
+    #: What the manifest says that the rehearsal does not model.
+    not_modeled: tuple[str, ...] = ()
 
     def problems(self) -> list[str]:
         """What makes this plan impossible to run, each with what to change."""
@@ -138,6 +154,18 @@ class RehearsalPlan:
             problems.append("give --database postgres or --database-url, not both")
         if self.seed_rows is not None and (self.seed_rows < 0 or not self.setup):
             problems.append("--seed-rows is for --setup commands: give --setup, and 0 or more")
+        if self.network == "kubernetes":
+            if self.strategy != "rolling":
+                problems.append(
+                    "--network kubernetes rehearses a Deployment's rolling update: drop "
+                    f"--strategy {self.strategy}"
+                )
+            if self.retries:
+                problems.append(
+                    "--retry is refused with --network kubernetes: kube-proxy does not retry"
+                )
+            if self.propagation < 0 or self.propagation_spread < 0:
+                problems.append("--propagation and --propagation-spread must be 0 or more")
         if self.contract is not None and self.strategy == "hup":
             problems.append(
                 "--contract runs once release N is gone, which --strategy hup never says"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .database import DatabaseReport
 from .k6 import LoadResult, RequestRecord
+from .kube import SERVICE_IP, SERVICE_PORT, PodTimeline
 from .machine import saturated_seconds
 
 if TYPE_CHECKING:
@@ -87,10 +88,12 @@ class Thresholds:
         latencies = sorted(record.latency for record in answered if not record.failed)
         p99 = percentile(latencies, 0.99)
         judged = len(latencies) >= MIN_CANARY_SAMPLE and steady_p99 > 0
-        if judged and p99 > self.canary_max_p99_ratio * steady_p99:
+        # As the verdict: a 15 ms p99 that became 32 ms is noise, not a slower release.
+        floor = steady_p99 + self.p99_floor_ms / 1000
+        if judged and p99 > self.canary_max_p99_ratio * steady_p99 and p99 > floor:
             return (
-                f"canary p99 {p99 * 1000:.0f}ms > {self.canary_max_p99_ratio:g} x "
-                f"steady p99 {steady_p99 * 1000:.0f}ms"
+                f"canary p99 {p99 * 1000:.0f}ms > {self.canary_max_p99_ratio:g} x and > "
+                f"{self.p99_floor_ms:g}ms above the steady p99 {steady_p99 * 1000:.0f}ms"
             )
         return None
 
@@ -143,6 +146,8 @@ class RehearsalReport:
     releases: dict[str, str]
     #: The worker class gunicorn said it ran, when it is gunicorn.
     worker_class: str | None = None
+    #: --network kubernetes: each pod's timeline (ready, in the endpoints, deleted...).
+    pods: list[PodTimeline] = field(default_factory=list)
     #: The machine's CPU use, a sample a second: (``time.time()``, busy share).
     cpu: list[tuple[float, float]] = field(default_factory=list)
     #: What the database saw, with ``--database`` or ``--database-url``.
@@ -355,6 +360,58 @@ class RehearsalReport:
     def _offset(self, moment: float) -> float:
         return round(moment - self.load_started, 3)
 
+    def phase_of(self, failure: Failure) -> str:
+        """Where in a pod's termination a failure happened: before its endpoint was
+        removed, between that and its listener closing, or during its drain. A failed
+        connection names no pod (the client saw only the Service's address): the phase is
+        that of a pod terminating then."""
+        pods = {pod.name: pod for pod in self.pods}
+        candidates = [pods[failure.server]] if failure.server in pods else list(pods.values())
+        for pod in candidates:
+            phase = pod.phase(failure.at)
+            if phase is not None:
+                return phase
+        return "not during a termination"
+
+    def failures_by_phase(self) -> dict[str, dict[str, int]]:
+        """Per phase of a termination, the failures by kind (``--network kubernetes``)."""
+        grouped: dict[str, Counter[str]] = {}
+        for failure in self.failures():
+            grouped.setdefault(self.phase_of(failure), Counter())[failure.kind] += 1
+        return {phase: dict(sorted(kinds.items())) for phase, kinds in sorted(grouped.items())}
+
+    def _network_json(self) -> dict[str, Any]:
+        plan = self.plan
+        if plan.network != "kubernetes":
+            return {"kind": plan.network}
+
+        def at(moment: float | None) -> float | None:
+            return None if moment is None else self._offset(moment)
+
+        return {
+            "kind": "kubernetes",
+            "service": f"{SERVICE_IP}:{SERVICE_PORT}",
+            "propagation_s": plan.propagation,
+            "propagation_spread_s": plan.propagation_spread,
+            "seed": plan.seed,
+            "manifest": None if plan.manifest is None else str(plan.manifest),
+            "not_modeled": list(plan.not_modeled),
+            "pods": [
+                {
+                    "name": pod.name,
+                    "release": self.releases.get(pod.name),
+                    "ready_at_s": at(pod.ready_at),
+                    "in_endpoints_at_s": at(pod.in_endpoints_at),
+                    "deleted_at_s": at(pod.deleted_at),
+                    "endpoint_removed_at_s": at(pod.endpoint_removed_at),
+                    "listener_closed_at_s": at(pod.listener_closed_at),
+                    "exited_at_s": at(pod.exited_at),
+                }
+                for pod in self.pods
+            ],
+            "failures_by_phase": self.failures_by_phase(),
+        }
+
     def _app_lock_waits(self) -> list[Any]:
         return [] if self.database is None else self.database.app_waits(self.releases)
 
@@ -533,6 +590,7 @@ class RehearsalReport:
                 ],
             },
             "machine": self.machine_notes(),
+            "network": self._network_json(),
             "database": self._database_json(),
             "deploy": {
                 "started_s": self._offset(self.deploy_started),
@@ -603,11 +661,42 @@ class RehearsalReport:
         if unattributed > 0:
             lines.append(f"  {unattributed} failed checks could not be attributed to an instance")
         lines += [f"  machine: {note}" for note in self.machine_notes()]
+        lines += self._network_lines()
         lines += self._database_lines()
         reasons = self.verdict()
         lines.append(f"  verdict: {'PASS' if not reasons else 'FAIL'}")
         lines += [f"    - {reason}" for reason in reasons]
         return "\n".join(lines)
+
+    def _network_lines(self) -> list[str]:
+        plan = self.plan
+        if plan.network != "kubernetes":
+            return []
+        spread = f" + up to {plan.propagation_spread:g}s" if plan.propagation_spread else ""
+        lines = [
+            f"  network: a Service at {SERVICE_IP}:{SERVICE_PORT} as kube-proxy's iptables make "
+            f"it, endpoint changes after {plan.propagation:g}s{spread}"
+        ]
+        for pod in self.pods:
+            if pod.deleted_at is None:
+                continue
+            marks = [
+                (label, moment)
+                for label, moment in (
+                    ("deleted", pod.deleted_at),
+                    ("endpoint removed", pod.endpoint_removed_at),
+                    ("listener closed", pod.listener_closed_at),
+                    ("exited", pod.exited_at),
+                )
+                if moment is not None
+            ]
+            shown = ", ".join(f"{label} {self._offset(moment):.1f}s" for label, moment in marks)
+            lines.append(f"  network: {pod.name} {shown}")
+        for phase, kinds in self.failures_by_phase().items():
+            counted = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+            lines.append(f"  failed {phase}: {counted}")
+        lines += [f"  network: {note}" for note in plan.not_modeled]
+        return lines
 
     def _database_lines(self) -> list[str]:
         database = self.database

@@ -26,6 +26,7 @@ from .database import DatabaseReport, DatabaseWatch, Step, read_log, run_step
 from .fleet import Fleet, Instance, NotReady
 from .haproxy import HAProxy, ProxyCheck, start_haproxy
 from .k6 import LoadPlan, LoadRun, replaced_options, start_load
+from .kube import KubeService
 from .machine import CpuSampler
 from .plan import CURRENT, NEW, RehearsalPlan
 from .progress import Progress
@@ -109,11 +110,12 @@ def _rehearse(
         ready_timeout=plan.ready_timeout,
         env=env,
         health_token=health_token,
+        name_responses=plan.network == "kubernetes",
     )
     # Before any instance starts: an error in the user's script shows at once.
     replaced = [] if plan.k6_script is None else replaced_options(plan.k6_script)
     backends = ("blue", "green") if plan.strategy == "bluegreen" else ("app",)
-    proxy: HAProxy | None = None
+    proxy: HAProxy | KubeService | None = None
     load: LoadRun | None = None
     cpu = CpuSampler().start()
     steps: list[Step] = []
@@ -135,13 +137,27 @@ def _rehearse(
             step("setup", command, CURRENT)
         if url is not None:
             watch = DatabaseWatch(url).start()
-        proxy = start_haproxy(
-            workdir=workdir / "haproxy",
-            backends=backends,
-            check=check,
-            retries=plan.retries,
-            tls=True,
-        )
+        if plan.network == "kubernetes":
+            # Without zerodown there are no probe endpoints: the app's own path, as above.
+            proxy = KubeService(
+                readiness=replace(plan.readiness, path=plan.fast_path)
+                if plan.disabled
+                else plan.readiness,
+                startup=None if plan.disabled else plan.startup,
+                propagation=plan.propagation,
+                spread=plan.propagation_spread,
+                seed=plan.seed,
+                ready_timeout=plan.ready_timeout,
+                event=progress.event,
+            )
+        else:
+            proxy = start_haproxy(
+                workdir=workdir / "haproxy",
+                backends=backends,
+                check=check,
+                retries=plan.retries,
+                tls=True,
+            )
         deployment = Deployment(plan, fleet, proxy, progress)
         if plan.migrate is not None and plan.migrate_at == "after-new":
             migrate = plan.migrate
@@ -150,6 +166,9 @@ def _rehearse(
         for override in plan.overrides:
             progress.event(f"setting: {override}")
         current = deployment.launch(CURRENT, range(plan.instances), backends[0])
+        if isinstance(proxy, KubeService):
+            timeout = plan.propagation + plan.propagation_spread + 10
+            proxy.wait_for_endpoints([instance.name for instance in current], timeout)
         worker_class = current[0].worker_class()
         if plan.k6_script is None and plan.traffic is None:
             _warn_about_paths(plan, current[0], progress)
@@ -225,6 +244,7 @@ def _rehearse(
         outcome=deployment.outcome,
         events=list(progress.events),
         releases={instance.name: instance.release for instance in fleet.instances},
+        pods=proxy.timelines if isinstance(proxy, KubeService) else [],
         worker_class=worker_class,
         cpu=cpu.samples,
         database=None

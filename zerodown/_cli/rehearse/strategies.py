@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from ..._polling import poll
 from .fleet import Fleet, Instance, NotReady
@@ -17,11 +17,19 @@ from .progress import Progress
 from .report import DeployOutcome, percentile
 
 
+class DataPlane(Protocol):
+    """What sends the load to the instances: HAProxy, or a Kubernetes Service."""
+
+    def add_server(self, backend: str, name: str, port: int, weight: int = ...) -> None: ...
+    def deleting(self, name: str) -> None: ...
+    def forget(self, backend: str, name: str) -> None: ...
+
+
 class Deployment:
-    """What a strategy works with: the fleet, the proxy, the load's records so far."""
+    """What a strategy works with: the fleet, the data plane, the load's records so far."""
 
     def __init__(
-        self, plan: RehearsalPlan, fleet: Fleet, proxy: HAProxy, progress: Progress
+        self, plan: RehearsalPlan, fleet: Fleet, proxy: DataPlane, progress: Progress
     ) -> None:
         self.plan = plan
         self.fleet = fleet
@@ -55,8 +63,16 @@ class Deployment:
         return started
 
     def terminate(self, instance: Instance) -> None:
-        self.progress.event(f"SIGTERM to {instance.name} (pid {instance.process.pid})")
-        instance.terminate()
+        """Delete the pod: the data plane is told, the preStop hook runs, then SIGTERM."""
+        self.proxy.deleting(instance.name)
+        pre_stop = self.plan.pre_stop
+        if pre_stop is None:
+            self.progress.event(f"SIGTERM to {instance.name} (pid {instance.process.pid})")
+        else:
+            self.progress.event(
+                f"{instance.name} deleted: preStop {pre_stop.describe()}, then SIGTERM"
+            )
+        instance.delete(None if pre_stop is None else lambda: pre_stop.run(instance.url))
 
     def remove(self, instances: Sequence[Instance]) -> None:
         """SIGTERM each, wait for the exits within the grace period, take them out."""
@@ -74,23 +90,21 @@ class Deployment:
             self._forget(instance)
 
     def _forget(self, instance: Instance) -> None:
-        """Take an exited instance out of the proxy once the proxy's own checks saw it go.
+        self.proxy.forget(self.backend_of[instance.name], instance.name)
 
-        Until then the proxy routes to it as a real one would, which is what exposes a
-        server that closes its socket before the proxy noticed it leaving.
-        """
-        check = self.proxy.check
-        noticed_within = check.interval * (check.fall + 1) + 1.0
-        with contextlib.suppress(TimeoutError):
-            self.proxy.wait_for_states({instance.name: "DOWN"}, timeout=noticed_within)
-        self.proxy.remove_server(self.backend_of[instance.name], instance.name)
+    @property
+    def balancer(self) -> HAProxy:
+        """The proxy, for the strategies that shift traffic through it (blue-green, canary)."""
+        if not isinstance(self.proxy, HAProxy):
+            raise RuntimeError(f"--strategy {self.plan.strategy} needs --network haproxy")
+        return self.proxy
 
     def wait_for_idle(self, instances: Sequence[Instance]) -> None:
         """Wait (up to the drain timeout) until the proxy has no request at ``instances``."""
         names = {instance.name for instance in instances}
 
         def idle() -> bool:
-            stats = self.proxy.server_stats()
+            stats = self.balancer.server_stats()
             return all(stats.get(name, {}).get("scur", "0") == "0" for name in names)
 
         poll(idle, timeout=self.plan.drain_timeout)
@@ -129,7 +143,7 @@ def deploy_bluegreen(deployment: Deployment, current: list[Instance]) -> None:
     deployment.progress.phase = "starting green"
     deployment.launch(NEW, range(len(current)), "green")
     deployment.progress.phase = "switching"
-    deployment.proxy.route_to("green")
+    deployment.balancer.route_to("green")
     deployment.progress.event("proxy switched to green")
     deployment.wait_for_idle(current)
     deployment.progress.phase = "removing blue"
@@ -138,7 +152,7 @@ def deploy_bluegreen(deployment: Deployment, current: list[Instance]) -> None:
 
 def deploy_canary(deployment: Deployment, current: list[Instance]) -> None:
     """Shift traffic to the new release step by step; roll back if it does worse."""
-    plan, proxy, progress = deployment.plan, deployment.proxy, deployment.progress
+    plan, proxy, progress = deployment.plan, deployment.balancer, deployment.progress
     backend = _backend(deployment, current)
     stable = {instance.name for instance in current}
     launched = time.time()
