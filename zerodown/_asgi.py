@@ -13,7 +13,7 @@ from ._health.checks import event_loop_lag
 from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
 from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
-from ._sessions.rehearsal import instance_header
+from ._rehearsal_env import instance_header
 from ._signals import install_signal_relay
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._warmup import Warmup

@@ -15,7 +15,7 @@ from ._health.checks import stuck_threads
 from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
 from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
-from ._sessions.rehearsal import instance_header
+from ._rehearsal_env import instance_header
 from ._warmup import Warmup
 
 if TYPE_CHECKING:

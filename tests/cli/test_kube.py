@@ -63,3 +63,8 @@ def test_the_plan_refuses_what_kube_proxy_does_not_do() -> None:
     problems = RehearsalPlan(app="a:b", network="kubernetes", strategy="canary").problems()
     assert any("rolling update" in problem for problem in problems)
     assert RehearsalPlan(app="a:b", network="kubernetes").readiness == DEFAULT_READINESS
+
+
+def test_the_ingress_variant_refuses_a_retry_of_the_rehearsals_own() -> None:
+    problems = RehearsalPlan(app="a:b", network="ingress-nginx", retries=1).problems()
+    assert any("proxy_next_upstream" in problem for problem in problems)

@@ -597,3 +597,17 @@ def test_a_delay_shorter_than_the_propagation_fails_and_the_doctor_says_why(
     doctor = zerodown("doctor", "--manifest", str(manifest), "--propagation", "2")
     assert doctor.returncode == 1
     assert "delay-below-propagation" in doctor.stdout
+
+
+@pytest.mark.e2e
+@needs_namespaces
+def test_an_ingress_nginx_in_front_of_the_service_rolls_with_zerodown(tmp_path: Path) -> None:
+    done, document = rehearse(
+        tmp_path, "examples.starlette_app:app --network ingress-nginx --propagation 2"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = document["runs"]
+    assert run["failed"] == 0
+    assert run["network"]["kind"] == "ingress-nginx"
+    assert any("Lua balancer" in note for note in run["network"]["not_modeled"])
+    assert run["per_release"]["v2"] > 0  # the instances' own header, through nginx

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.sessions.harness import client, flask_client, run
-from zerodown._sessions.rehearsal import HEADER, PATH, TOKEN_VARIABLE
+from zerodown._rehearsal_env import TOKEN_VARIABLE
+from zerodown._sessions.rehearsal import HEADER, PATH
 from zerodown.sessions import MemoryStore
 
 TOKEN = "the-token-of-this-rehearsal"

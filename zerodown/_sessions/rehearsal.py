@@ -16,6 +16,7 @@ import os
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from .._rehearsal_env import TOKEN_VARIABLE
 from .._types import Receive, Scope, Send
 from .session import ENVIRON_KEY
 
@@ -24,22 +25,10 @@ if TYPE_CHECKING:
 
 PATH = "/_zerodown/rehearsal/session"
 HEADER = "X-Zerodown-Rehearsal"
-TOKEN_VARIABLE = "ZERODOWN_REHEARSAL_TOKEN"
-#: The instance's name, which its responses carry in SERVER_HEADER during a rehearsal
-#: whose data plane adds no header of its own (kube-proxy is a NAT, not a proxy).
-INSTANCE_VARIABLE = "ZERODOWN_REHEARSAL_INSTANCE"
-SERVER_HEADER = "X-Zerodown-Server"
+
 #: The session key the counter lives in.
 COUNTER_KEY = "zerodown.rehearsal.count"
 _HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
-
-
-def instance_header() -> tuple[bytes, bytes] | None:
-    """The header naming this instance, when a rehearsal (its token set) asks for one."""
-    name = os.environ.get(INSTANCE_VARIABLE)
-    if not name or not os.environ.get(TOKEN_VARIABLE):
-        return None
-    return SERVER_HEADER.lower().encode(), name.encode("latin-1", "replace")
 
 
 class RehearsalEndpoint:

@@ -207,7 +207,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "haproxy: HAProxy health-checks the instances (an ingress, a load balancer). "
         "kubernetes: a Service as kube-proxy makes it, real iptables NAT rules in a network "
         "namespace of the rehearsal's own, the kubelet's probes, endpoints removed after the "
-        "propagation delay (rolling only; needs root or unprivileged user namespaces).",
+        "propagation delay (rolling only; needs root or unprivileged user namespaces). "
+        "ingress-nginx: nginx as ingress-nginx configures it, in front of that model.",
     )
     network.add_argument("--network", choices=NETWORKS, default="haproxy")
     network.add_argument(
@@ -426,7 +427,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"rehearse: {error}")
     if problems := plan.problems():
         parser.error("rehearse: " + "; ".join(problems))
-    if plan.network == "kubernetes" and not in_own_namespace():
+    if plan.network != "haproxy" and not in_own_namespace():
         try:
             return run_in_own_namespace(args.argv)
         except NamespaceUnavailable as error:

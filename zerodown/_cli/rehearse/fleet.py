@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..._sessions.rehearsal import INSTANCE_VARIABLE
+from ..._rehearsal_env import INSTANCE_VARIABLE
 from ..procs import (
     LOOPBACK,
     ManagedProcess,

@@ -188,6 +188,8 @@ class KubeService:
         self._applied: tuple[str, ...] = ()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: Told each set of endpoints as it reaches the node (an ingress in front).
+        self.on_sync: Callable[[dict[str, int]], None] | None = None
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
         self._restore(service_rules([], {}), noflush=False)
         _install_jumps()
@@ -327,6 +329,8 @@ class KubeService:
                 self._pods[name].timeline.in_endpoints_at = now
             for name in previous - set(endpoints):
                 self._pods[name].timeline.endpoint_removed_at = now
+            if self.on_sync is not None:
+                self.on_sync(endpoints)
         added, removed = sorted(set(endpoints) - previous), sorted(previous - set(endpoints))
         if added or removed:
             self._event(

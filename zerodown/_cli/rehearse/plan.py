@@ -15,8 +15,8 @@ from .report import Thresholds
 
 Strategy = Literal["rolling", "bluegreen", "canary", "hup"]
 MigrateAt = Literal["before-new", "after-new"]
-Network = Literal["haproxy", "kubernetes"]
-NETWORKS: tuple[Network, ...] = ("haproxy", "kubernetes")
+Network = Literal["haproxy", "kubernetes", "ingress-nginx"]
+NETWORKS: tuple[Network, ...] = ("haproxy", "kubernetes", "ingress-nginx")
 MIGRATE_AT: tuple[MigrateAt, ...] = ("before-new", "after-new")
 STRATEGIES: tuple[Strategy, ...] = ("rolling", "bluegreen", "canary", "hup")
 CURRENT, NEW = "v1", "v2"
@@ -154,15 +154,18 @@ class RehearsalPlan:
             problems.append("give --database postgres or --database-url, not both")
         if self.seed_rows is not None and (self.seed_rows < 0 or not self.setup):
             problems.append("--seed-rows is for --setup commands: give --setup, and 0 or more")
-        if self.network == "kubernetes":
+        if self.network != "haproxy":
             if self.strategy != "rolling":
                 problems.append(
-                    "--network kubernetes rehearses a Deployment's rolling update: drop "
+                    f"--network {self.network} rehearses a Deployment's rolling update: drop "
                     f"--strategy {self.strategy}"
                 )
             if self.retries:
                 problems.append(
                     "--retry is refused with --network kubernetes: kube-proxy does not retry"
+                    if self.network == "kubernetes"
+                    else "--retry is refused with --network ingress-nginx: its retries are "
+                    "nginx's own (proxy_next_upstream error timeout)"
                 )
             if self.propagation < 0 or self.propagation_spread < 0:
                 problems.append("--propagation and --propagation-spread must be 0 or more")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .database import DatabaseReport
+from .ingress import DIFFERENCE as INGRESS_DIFFERENCE
 from .k6 import LoadResult, RequestRecord
 from .kube import SERVICE_IP, SERVICE_PORT, PodTimeline
 from .machine import saturated_seconds
@@ -382,20 +383,20 @@ class RehearsalReport:
 
     def _network_json(self) -> dict[str, Any]:
         plan = self.plan
-        if plan.network != "kubernetes":
+        if plan.network == "haproxy":
             return {"kind": plan.network}
 
         def at(moment: float | None) -> float | None:
             return None if moment is None else self._offset(moment)
 
         return {
-            "kind": "kubernetes",
+            "kind": plan.network,
             "service": f"{SERVICE_IP}:{SERVICE_PORT}",
             "propagation_s": plan.propagation,
             "propagation_spread_s": plan.propagation_spread,
             "seed": plan.seed,
             "manifest": None if plan.manifest is None else str(plan.manifest),
-            "not_modeled": list(plan.not_modeled),
+            "not_modeled": self._not_modeled(),
             "pods": [
                 {
                     "name": pod.name,
@@ -668,14 +669,23 @@ class RehearsalReport:
         lines += [f"    - {reason}" for reason in reasons]
         return "\n".join(lines)
 
+    def _not_modeled(self) -> list[str]:
+        ingress = [INGRESS_DIFFERENCE] if self.plan.network == "ingress-nginx" else []
+        return [*ingress, *self.plan.not_modeled]
+
     def _network_lines(self) -> list[str]:
         plan = self.plan
-        if plan.network != "kubernetes":
+        if plan.network == "haproxy":
             return []
         spread = f" + up to {plan.propagation_spread:g}s" if plan.propagation_spread else ""
+        front = (
+            "nginx as ingress-nginx configures it, to the endpoints of "
+            if plan.network == "ingress-nginx"
+            else ""
+        )
         lines = [
-            f"  network: a Service at {SERVICE_IP}:{SERVICE_PORT} as kube-proxy's iptables make "
-            f"it, endpoint changes after {plan.propagation:g}s{spread}"
+            f"  network: {front}a Service at {SERVICE_IP}:{SERVICE_PORT} as kube-proxy's "
+            f"iptables make it, endpoint changes after {plan.propagation:g}s{spread}"
         ]
         for pod in self.pods:
             if pod.deleted_at is None:
@@ -695,7 +705,7 @@ class RehearsalReport:
         for phase, kinds in self.failures_by_phase().items():
             counted = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
             lines.append(f"  failed {phase}: {counted}")
-        lines += [f"  network: {note}" for note in plan.not_modeled]
+        lines += [f"  network: {note}" for note in self._not_modeled()]
         return lines
 
     def _database_lines(self) -> list[str]:

@@ -17,14 +17,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..._flags import COHORT_VARIABLE, FLAGS_VARIABLE
+from ..._rehearsal_env import TOKEN_VARIABLE as REHEARSAL_TOKEN
 from ..._sessions.rehearsal import HEADER as REHEARSAL_HEADER
 from ..._sessions.rehearsal import PATH as SESSION_PATH
-from ..._sessions.rehearsal import TOKEN_VARIABLE as REHEARSAL_TOKEN
 from ..postgres import Database, ThrowawayPostgres
 from ..procs import child_environment, http_get
 from .database import DatabaseReport, DatabaseWatch, Step, read_log, run_step
 from .fleet import Fleet, Instance, NotReady
 from .haproxy import HAProxy, ProxyCheck, start_haproxy
+from .ingress import IngressNginx
 from .k6 import LoadPlan, LoadRun, replaced_options, start_load
 from .kube import KubeService
 from .machine import CpuSampler
@@ -110,12 +111,13 @@ def _rehearse(
         ready_timeout=plan.ready_timeout,
         env=env,
         health_token=health_token,
-        name_responses=plan.network == "kubernetes",
+        name_responses=plan.network != "haproxy",
     )
     # Before any instance starts: an error in the user's script shows at once.
     replaced = [] if plan.k6_script is None else replaced_options(plan.k6_script)
     backends = ("blue", "green") if plan.strategy == "bluegreen" else ("app",)
     proxy: HAProxy | KubeService | None = None
+    ingress: IngressNginx | None = None
     load: LoadRun | None = None
     cpu = CpuSampler().start()
     steps: list[Step] = []
@@ -137,7 +139,7 @@ def _rehearse(
             step("setup", command, CURRENT)
         if url is not None:
             watch = DatabaseWatch(url).start()
-        if plan.network == "kubernetes":
+        if plan.network != "haproxy":
             # Without zerodown there are no probe endpoints: the app's own path, as above.
             proxy = KubeService(
                 readiness=replace(plan.readiness, path=plan.fast_path)
@@ -150,6 +152,9 @@ def _rehearse(
                 ready_timeout=plan.ready_timeout,
                 event=progress.event,
             )
+            if plan.network == "ingress-nginx":
+                ingress = IngressNginx(workdir / "ingress-nginx")
+                proxy.on_sync = ingress.update
         else:
             proxy = start_haproxy(
                 workdir=workdir / "haproxy",
@@ -183,7 +188,7 @@ def _rehearse(
         load_started = time.time()
         load = start_load(
             LoadPlan(
-                proxy.url,
+                proxy.url if ingress is None else ingress.url,
                 rate=plan.rate,
                 duration=plan.duration,
                 fast_path=plan.fast_path,
@@ -235,6 +240,8 @@ def _rehearse(
         fleet.stop_all()
         if proxy is not None:
             proxy.stop()
+        if ingress is not None:
+            ingress.stop()
     return RehearsalReport(
         plan=plan,
         result=result,
