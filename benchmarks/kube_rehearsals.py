@@ -13,16 +13,14 @@ delay shorter than the propagation.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks._rehearse import rehearse
 from benchmarks._report import report
 
-ZERODOWN = str(Path(sys.executable).with_name("zerodown"))
 COMMON = ["--network", "kubernetes", "--propagation", "2", "--rate", "100", "--duration", "20"]
 #: The rehearsal's own gunicorn config, with zerodown's hooks.
 GUNICORN = ["--server", "gunicorn"]
@@ -35,20 +33,6 @@ CASES: dict[str, list[str]] = {
     "Flask, gunicorn -k sync": [FLASK, *GUNICORN, "-k", "sync", "--workers", "8"],
 }
 SHORT_DELAY = [STARLETTE, "--shutdown-delay", "1"]
-
-
-def rehearse(args: list[str], workdir: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [ZERODOWN, "rehearse", *args, *COMMON, "--json", "-", "--quiet", "--workdir", str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if done.returncode == 2:
-        raise RuntimeError(f"the rehearsal could not run:\n{done.stderr}")
-    runs: list[dict[str, Any]] = json.loads(done.stdout)["runs"]
-    return runs
 
 
 def phases(run: dict[str, Any]) -> str:
@@ -69,14 +53,16 @@ def main() -> int:
     rows, met = [], True
     with tempfile.TemporaryDirectory(prefix="zerodown-kube-") as scratch:
         for number, (name, args) in enumerate(CASES.items()):
-            with_zerodown, without = rehearse([*args, "--compare"], Path(scratch) / str(number))
+            with_zerodown, without = rehearse(
+                [*args, *COMMON, "--compare"], Path(scratch) / str(number)
+            )
             met &= with_zerodown["failed"] == 0 and without["failed"] > 0
             rows.append(
                 f"| {name} | {with_zerodown['requests']} | {with_zerodown['failed']} | "
                 f"{without['failed']} | {phases(without)} |"
             )
             print(rows[-1], flush=True)
-        (short,) = rehearse(SHORT_DELAY, Path(scratch) / "short")
+        (short,) = rehearse([*SHORT_DELAY, *COMMON], Path(scratch) / "short")
         met &= short["failed"] > 0
         rows.append(
             f"| Starlette, uvicorn, ZERODOWN_SHUTDOWN_DELAY=1 | {short['requests']} | "

@@ -15,43 +15,24 @@ without it, most do.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
+from benchmarks._rehearse import rehearse
 from benchmarks._report import report
 
-ZERODOWN = str(Path(sys.executable).with_name("zerodown"))
 REHEARSAL = [
-    "rehearse",
     "benchmarks.report_app:app",
     "--rate", "100", "--duration", "25", "--fast-path", "/items", "--slow-fraction", "0",
     "--database", "postgres",
     "--setup", "python -m benchmarks.report_migration setup",
     "--migrate", "python -m benchmarks.report_migration migrate",
-    "--json", "-", "--quiet",
 ]  # fmt: skip
 VARIANTS = {
     "lock_timeout 500 ms, retries (zerodown.migrations)": [],
     "no lock_timeout (the baseline)": ["--new-env", "ZERODOWN_MIGRATION_LOCK_TIMEOUT=0"],
 }
-
-
-def rehearse(extra: list[str], workdir: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [ZERODOWN, *REHEARSAL, *extra, "--workdir", str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode == 2:
-        raise RuntimeError(f"the rehearsal could not run:\n{done.stderr}")
-    run: dict[str, Any] = json.loads(done.stdout)["runs"][0]
-    return run
 
 
 def main() -> int:
@@ -64,7 +45,7 @@ def main() -> int:
         for name, extra in VARIANTS.items():
             runs = []
             for number in range(options.runs):
-                runs.append(rehearse(extra, Path(scratch) / f"{len(rows)}-{number}"))
+                runs += rehearse([*REHEARSAL, *extra], Path(scratch) / f"{len(rows)}-{number}")
                 wait = runs[-1]["database"]["longest_app_lock_wait_s"]
                 print(f"{name} {number + 1}/{options.runs}: longest wait {wait:.2f}s", flush=True)
             waits = sorted(run["database"]["longest_app_lock_wait_s"] for run in runs)

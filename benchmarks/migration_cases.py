@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -22,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._rehearse import ZERODOWN, rehearse
 from benchmarks._report import report
 from zerodown._cli.procs import LOOPBACK, free_port, start_process, stop_all, wait_for_port
 
-ZERODOWN = str(Path(sys.executable).with_name("zerodown"))
 CASES = "examples/notes/cases"
 APP = (
     "examples.notes.app:create_app --factory --k6-script examples/notes/k6/users.js "
@@ -139,31 +138,16 @@ CASE_LIST = [
 ]
 
 
-def zerodown(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def zerodown(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [ZERODOWN, *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        env={**os.environ, **env},
+        [ZERODOWN, *args], capture_output=True, text=True, timeout=900, check=False
     )
 
 
 def lint(case: Case) -> tuple[int, list[str]]:
     ini = f"{CASES}/{case.lint}/alembic.ini"
-    done = zerodown(["migrations", "check", ini, "--since", "0001", "--json", "-"], {})
+    done = zerodown(["migrations", "check", ini, "--since", "0001", "--json", "-"])
     return done.returncode, [f["rule"] for f in json.loads(done.stdout)["findings"]]
-
-
-def rehearse(case: Case, env: dict[str, str], workdir: Path) -> dict[str, Any]:
-    args = ["rehearse", *shlex.split(APP + " " + case.rehearsal), "--json", "-", "--quiet"]
-    done = zerodown([*args, "--workdir", str(workdir)], env)
-    if done.returncode == 2:
-        raise RuntimeError(f"{case.name}: the rehearsal could not run:\n{done.stderr}")
-    run: dict[str, Any] = json.loads(done.stdout)["runs"][0]
-    run["exit"] = done.returncode
-    return run
 
 
 def shown(run: dict[str, Any]) -> str:
@@ -195,7 +179,9 @@ def main() -> int:
             }
             for number, case in enumerate(CASE_LIST):
                 status, rules = lint(case)
-                run = rehearse(case, env, Path(scratch) / str(number))
+                (run,) = rehearse(
+                    shlex.split(APP + " " + case.rehearsal), Path(scratch) / str(number), env
+                )
                 expected_lint = (1, [case.rule]) if case.rule else (0, [])
                 ok = (status, rules) == expected_lint and run["verdict"]["passed"] == case.passes
                 met &= ok

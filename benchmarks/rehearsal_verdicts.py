@@ -15,16 +15,14 @@ only. Target: every clean run passes, every regression fails.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks._rehearse import rehearse
 from benchmarks._report import report
 
-ZERODOWN = str(Path(sys.executable).with_name("zerodown"))
 LOAD = ["--rate", "150", "--duration", "20"]
 CLEAN = {
     "Starlette, rolling, uvicorn": ["examples.starlette_app:app"],
@@ -58,20 +56,6 @@ REGRESSION = ["examples.starlette_app:app", "--new-app", "benchmarks.slow_releas
 OLD_RATIO = 1.5
 
 
-def rehearse(args: list[str], workdir: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [ZERODOWN, "rehearse", *args, *LOAD, "--json", "-", "--quiet", "--workdir", str(workdir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode == 2:
-        raise RuntimeError(f"the rehearsal could not run:\n{done.stderr}")
-    run: dict[str, Any] = json.loads(done.stdout)["runs"][0]
-    return run
-
-
 def old_gate_fails(run: dict[str, Any]) -> bool:
     latency = run["latency_ms"]
     steady, during = latency["steady"].get("p99"), latency["during_deploy"].get("p99")
@@ -92,7 +76,7 @@ def main() -> int:
         for name, args, runs, clean in cases:
             results = []
             for number in range(runs):
-                results.append(rehearse(args, Path(scratch) / f"{len(rows)}-{number}"))
+                results += rehearse([*args, *LOAD], Path(scratch) / f"{len(rows)}-{number}")
                 print(f"{name} {number + 1}/{runs}: {results[-1]['verdict']}", flush=True)
             passed = sum(run["verdict"]["passed"] for run in results)
             old = sum(old_gate_fails(run) for run in results)

@@ -3,6 +3,7 @@ container and the PodDisruptionBudgets, every value with the line it is on."""
 
 from __future__ import annotations
 
+import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,15 @@ def pre_stop_hook(manifest: Manifest) -> PreStopHook | None:
     if "httpGet" in hook:
         return PreStopHook(0.0, str((hook["httpGet"] or {}).get("path", "/")), line)
     return None
+
+
+def rollout_pods(value: Any, replicas: int, *, up: bool) -> int:
+    """A Deployment's maxSurge (``up``: rounded up) or maxUnavailable (rounded down) as a
+    number of pods, as Kubernetes reads a count or a percentage of ``replicas``."""
+    if isinstance(value, str) and value.endswith("%"):
+        share = float(value[:-1]) / 100 * replicas
+        return math.ceil(share) if up else math.floor(share)
+    return int(value)
 
 
 def read_manifest(path: Path, container: str | None = None) -> Manifest:

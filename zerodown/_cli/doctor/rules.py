@@ -22,7 +22,7 @@ from ..._errors import ConfigurationError
 from ..._lifecycle import Lifecycle
 from ..._probes import ProbePaths
 from ..._settings import Settings
-from .manifest import SHELLS, Manifest, pre_stop_hook
+from .manifest import SHELLS, Manifest, pre_stop_hook, rollout_pods
 
 Level = Literal["error", "warning"]
 #: Makes a finding of the manifest's file: (level, rule, line, problem, effect, fix).
@@ -489,8 +489,10 @@ def _rollout(manifest: Manifest, finding: _Make) -> Iterator[Finding]:
         )
         return
     rolling = strategy.get("rollingUpdate") or {}
-    surge = _count(rolling.get("maxSurge", DEFAULT_MAX_SURGE), replicas, up=True)
-    unavailable = _count(rolling.get("maxUnavailable", DEFAULT_MAX_UNAVAILABLE), replicas, up=False)
+    surge = rollout_pods(rolling.get("maxSurge", DEFAULT_MAX_SURGE), replicas, up=True)
+    unavailable = rollout_pods(
+        rolling.get("maxUnavailable", DEFAULT_MAX_UNAVAILABLE), replicas, up=False
+    )
     line = d.line("spec", "strategy", "rollingUpdate", "maxUnavailable")
     if surge == 0 and unavailable == 0:
         yield finding(
@@ -591,11 +593,3 @@ def _argument_line(manifest: Manifest, options: tuple[str, ...]) -> int:
             if str(part).split("=", 1)[0] in options:
                 return d.line(*c, key, index)
     return d.line(*c, "command")
-
-
-def _count(value: Any, replicas: int, *, up: bool) -> int:
-    """A Deployment's maxSurge (rounded up) or maxUnavailable (rounded down) as pods."""
-    if isinstance(value, str) and value.endswith("%"):
-        share = float(value[:-1]) / 100 * replicas
-        return math.ceil(share) if up else math.floor(share)
-    return int(value)

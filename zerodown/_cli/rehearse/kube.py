@@ -447,10 +447,9 @@ class FromManifest:
 
 def from_manifest(path: Any) -> FromManifest:
     """Read ``path`` (a Deployment) for the rehearsal; what it cannot model, listed."""
-    import math
     import shlex
 
-    from ..doctor.manifest import pre_stop_hook, read_manifest
+    from ..doctor.manifest import pre_stop_hook, read_manifest, rollout_pods
 
     manifest = read_manifest(path)
     d, c = manifest.deployment, manifest.container
@@ -460,12 +459,7 @@ def from_manifest(path: Any) -> FromManifest:
 
     def count(key: str, up: bool) -> int | None:
         value = rolling.get(key)
-        if value is None:
-            return None
-        if isinstance(value, str) and value.endswith("%"):
-            share = float(value[:-1]) / 100 * replicas
-            return math.ceil(share) if up else math.floor(share)
-        return int(value)
+        return None if value is None else rollout_pods(value, replicas, up=up)
 
     readiness = d.get(*c, "readinessProbe")
     startup = d.get(*c, "startupProbe")
