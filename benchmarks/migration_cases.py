@@ -23,7 +23,8 @@ from typing import Any
 
 from benchmarks._rehearse import ZERODOWN, rehearse
 from benchmarks._report import report
-from zerodown._cli.procs import LOOPBACK, free_port, start_process, stop_all, wait_for_port
+from benchmarks.sessions import start_redis
+from zerodown._cli.procs import stop_all
 
 CASES = "examples/notes/cases"
 APP = (
@@ -165,16 +166,10 @@ def main() -> int:
     options = parser.parse_args()
     rows, met = [], True
     with tempfile.TemporaryDirectory(prefix="zerodown-migrations-") as scratch:
-        port = free_port()
-        redis = start_process(
-            "redis",
-            ["redis-server", "--port", str(port), "--bind", LOOPBACK, "--save", ""],
-            log_path=Path(scratch) / "redis.log",
-        )
+        redis, redis_url = start_redis(Path(scratch))
         try:
-            wait_for_port(redis, port)
             env = {
-                "REDIS_URL": f"redis://{LOOPBACK}:{port}/0",
+                "REDIS_URL": redis_url,
                 "ZERODOWN_SESSION_SECRETS": "the-notes-apps-secret-of-at-least-32-chars",
             }
             for number, case in enumerate(CASE_LIST):

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar, Unpack
 
+from ._errors import ConfigurationError
 from ._events import Subscribers
 from ._phase import Phase
 from ._settings import BUDGET_MARGIN, Settings, SettingsOverrides
@@ -497,4 +498,21 @@ def get_lifecycle() -> Lifecycle:
     with _default_lock:
         if _default_lifecycle is None:
             _default_lifecycle = Lifecycle()
+        return _default_lifecycle
+
+
+def configure_lifecycle(settings: Settings) -> Lifecycle:
+    """Create the process's lifecycle with ``settings`` (a framework's own configuration,
+    such as Django's ``settings.ZERODOWN``), before anything used it."""
+    global _default_lifecycle
+    with _default_lock:
+        if _default_lifecycle is None:
+            _default_lifecycle = Lifecycle(settings=settings)
+        elif _default_lifecycle.settings != settings:
+            raise ConfigurationError(
+                "zerodown's lifecycle was already made (something called get_lifecycle() "
+                "before the framework's settings were read), so they cannot apply; make the "
+                "middleware after the framework is set up (Django: after "
+                "get_asgi_application())"
+            )
         return _default_lifecycle

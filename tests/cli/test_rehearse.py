@@ -335,11 +335,27 @@ def test_retry_lets_the_proxy_try_another_instance_on_connection_errors(tmp_path
     assert "retries 1\n    option redispatch 1\n    retry-on conn-failure" in nginx_like
 
 
+#: The Django example's release that switches from Django's database engine to zerodown's.
+DJANGO_SWITCH = (
+    "examples.django_app.asgi:application --database postgres "
+    "--setup 'django-admin migrate --settings examples.django_app.settings' "
+    "--env DJANGO_SESSIONS=db --new-env DJANGO_SESSIONS=switching"
+)
+
+
 @pytest.mark.e2e
-def test_rolling_rehearsal_of_the_django_example_passes(tmp_path: Path) -> None:
-    done, document = rehearse(tmp_path, "examples.django_app.asgi:application")
+def test_the_django_example_switches_session_engines_with_nobody_logged_out(
+    tmp_path: Path, redis_server: Service
+) -> None:
+    # Release v1 keeps sessions in PostgreSQL (Django's db engine); v2 is the one release
+    # that reads them and writes zerodown's store (and the database, for v1) on Redis.
+    done, document = rehearse(tmp_path, f"{DJANGO_SWITCH} --env REDIS_URL={redis_server.url}")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert document["runs"][0]["failed"] == 0
+    run = document["runs"][0]
+    assert run["failed"] == 0
+    assert run["sessions"]["users"] == 10
+    assert run["sessions"]["users_logged_out"] == 0
+    assert set(run["per_release"]) == {"v1", "v2"}
 
 
 def test_the_django_example_serves_its_probes_under_gunicorn(procs: ProcessGroup) -> None:

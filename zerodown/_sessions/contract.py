@@ -75,7 +75,8 @@ class SessionStore(Protocol):
     """
 
     async def load(self, key: str, ttl: int) -> dict[str, bytes] | None:
-        """The fields of the session at ``key`` (refreshing its expiry), or None."""
+        """The fields of the session at ``key``, or None. Its expiry becomes ``ttl`` s from
+        now, or stays as it is when ``ttl`` is 0."""
 
     def load_sync(self, key: str, ttl: int) -> dict[str, bytes] | None: ...
 

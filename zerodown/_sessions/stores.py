@@ -63,9 +63,10 @@ class Incidents:
             )
 
 
-# Reads a session and slides its expiry, in one call (cheaper for the client than a
-# pipeline of HGETALL and EXPIRE). A key of another type is no session: it gets at most
-# ARGV[2] seconds more and the answer -1, so that its user gets a new session.
+# Reads a session and slides its expiry (unless ARGV[1] is 0), in one call (cheaper for
+# the client than a pipeline of HGETALL and EXPIRE). A key of another type is no session:
+# it gets at most ARGV[2] seconds more and the answer -1, so that its user gets a new
+# session.
 _LOAD = """
 local fields = redis.pcall('HGETALL', KEYS[1])
 if type(fields) == 'table' and fields.err then
@@ -73,7 +74,7 @@ if type(fields) == 'table' and fields.err then
   if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
   return -1
 end
-if #fields > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if #fields > 0 and tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return fields
 """
 
@@ -349,7 +350,8 @@ class MemoryStore:
             fields = self._live(key)
             if fields is None:
                 return None
-            self._put(key, fields, ttl)
+            if ttl > 0:
+                self._put(key, fields, ttl)
             return dict(fields)
 
     async def apply(self, plan: SavePlan, ttl: int) -> SaveOutcome:

@@ -1,9 +1,9 @@
-"""The Django app ``zerodown.django``: its health and system checks, registered at load."""
+"""The Django app ``zerodown.django``: its settings, health and system checks, applied at
+load."""
 
 from __future__ import annotations
 
 from django.apps import AppConfig
-from django.conf import settings
 
 
 class ZerodownConfig(AppConfig):  # type: ignore[misc]  # Django ships no types
@@ -12,8 +12,13 @@ class ZerodownConfig(AppConfig):  # type: ignore[misc]  # Django ships no types
     verbose_name = "zerodown"
 
     def ready(self) -> None:
+        from .._lifecycle import configure_lifecycle
         from . import checks, health
+        from .conf import TIMINGS, lifecycle_settings, zerodown_settings
 
         checks.register()
-        if dict(getattr(settings, "ZERODOWN", {}) or {}).get("checks", True):
+        given = zerodown_settings()
+        if TIMINGS & set(given):
+            configure_lifecycle(lifecycle_settings())
+        if given.get("checks", True):
             health.register()

@@ -10,7 +10,7 @@ from django.core import checks
 
 from .._errors import ConfigurationError
 from .._lifecycle import Lifecycle
-from .._settings import Settings
+from .conf import lifecycle_settings
 
 #: Cache backends whose data lives in one process.
 PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
@@ -24,6 +24,7 @@ FILE_ENGINE = "django.contrib.sessions.backends.file"
 def register() -> None:
     checks.register(sessions_in_one_process, "zerodown")
     checks.register(shutdown_budget, "zerodown")
+    checks.register(zerodown_sessions, "zerodown")
 
 
 def sessions_in_one_process(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -67,7 +68,34 @@ def shutdown_budget(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     """zerodown's settings (``ZERODOWN_*``) are valid, and the shutdown sequence fits the
     grace period, as zerodown checks at start-up."""
     try:
-        lifecycle = Lifecycle(settings=Settings.load())
+        lifecycle = Lifecycle(settings=lifecycle_settings())
     except ConfigurationError as error:
         return [checks.Error(str(error), id="zerodown.E001")]
     return [checks.Warning(problem, id="zerodown.W003") for problem in lifecycle.budget_problems()]
+
+
+ENGINE = "zerodown.django.sessions"
+DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+
+
+def zerodown_sessions(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """zerodown's session engine is configured, and has its middleware."""
+    if settings.SESSION_ENGINE != ENGINE:
+        return []
+    from .sessions import engine
+
+    try:
+        engine()
+    except ConfigurationError as error:
+        return [checks.Error(str(error), id="zerodown.E002")]
+    if DJANGO_MIDDLEWARE in settings.MIDDLEWARE:
+        return [
+            checks.Warning(
+                f"MIDDLEWARE has Django's {DJANGO_MIDDLEWARE} with zerodown's session engine: "
+                "a session store that does not answer becomes a 500 instead of a 503 with "
+                "Retry-After, and zerodown rehearse cannot see whether sessions survive",
+                hint=f"put {ENGINE}.SessionMiddleware in its place",
+                id="zerodown.W004",
+            )
+        ]
+    return []

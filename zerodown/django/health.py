@@ -24,12 +24,12 @@ _CACHE_KEY = "zerodown:health"
 
 
 def databases(aliases: Iterable[str] | None = None, **options: Unpack[CheckOptions]) -> list[Check]:
-    """One check per database alias (every one of ``DATABASES`` by default): a connection
-    is made and found usable (the backend's own ping)."""
+    """One check per database alias (every configured one of ``DATABASES`` by default): a
+    connection is made and found usable (the backend's own ping)."""
     options.setdefault("component_type", "datastore")
     return [
         Check(f"database:{alias}", _database(alias), **options)
-        for alias in (aliases if aliases is not None else settings.DATABASES)
+        for alias in (aliases if aliases is not None else _configured_databases())
     ]
 
 
@@ -84,12 +84,22 @@ def register(health: Health | None = None) -> list[Check]:
     """Add every database, every cache and the default database's migrations to
     ``health`` (the process's by default); the checks added."""
     added = [*databases(), *caches()]
-    if "default" in settings.DATABASES:
+    if "default" in _configured_databases():
         added.append(migrations_applied())
     target = health or get_health()
     for check in added:
         target.add(check)
     return added
+
+
+def _configured_databases() -> list[str]:
+    # Django fills an empty DATABASES with a "default" on its dummy backend, which
+    # refuses every query: an app without a database has nothing to check.
+    return [
+        alias
+        for alias, database in settings.DATABASES.items()
+        if database.get("ENGINE", "") not in ("", "django.db.backends.dummy")
+    ]
 
 
 def _database(alias: str) -> Any:

@@ -5,10 +5,10 @@ cannot be read."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from ..._json_output import words_stream, write_json
 from ..targets import import_target
 from .manifest import ManifestError, read_manifest
 from .rules import Assumptions, Finding, diagnose
@@ -83,10 +83,10 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     findings = diagnose(
         manifest, assumptions, gunicorn_config=args.gunicorn_config, callbacks_budget=callbacks
     )
-    out = sys.stderr if args.json == "-" else sys.stdout
+    out = words_stream(args.json)
     print(render(findings, notes), file=out)
     if args.json is not None:
-        document = json.dumps(
+        write_json(
             {
                 "manifest": str(args.manifest),
                 "assumptions": {
@@ -97,12 +97,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 "findings": [finding.as_json() for finding in findings],
                 "notes": notes,
             },
-            indent=2,
+            args.json,
         )
-        if args.json == "-":
-            print(document)
-        else:
-            Path(args.json).write_text(document + "\n")
     return 1 if any(finding.level == "error" for finding in findings) else 0
 
 

@@ -6,11 +6,11 @@ Exit 0 with no finding, 1 with one or more, 2 when the migrations could not be r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
+from ..._json_output import words_stream, write_json
 from ..postgres import ThrowawayPostgres, add_database_options
 from .rules import Finding, Statement, lint
 from .sources import SourceError, alembic_environment, django_apps, sql_file
@@ -89,21 +89,17 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if later is None:
             parser.error(f"migrations check: --since {args.since}: no such revision")
         findings = later
-    out = sys.stderr if args.json == "-" else sys.stdout
+    out = words_stream(args.json)
     print(render(findings, statements), file=out)
     if args.json is not None:
-        document = json.dumps(
+        write_json(
             {
                 "pg_version": int(version),
                 "statements": len(statements),
                 "findings": [finding.as_json() for finding in findings],
             },
-            indent=2,
+            args.json,
         )
-        if args.json == "-":
-            print(document)
-        else:
-            Path(args.json).write_text(document + "\n")
     return 1 if findings else 0
 
 

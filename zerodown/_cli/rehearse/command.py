@@ -17,6 +17,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from ..._errors import ConfigurationError
+from ..._json_output import words_stream, write_json
 from ..._settings import Settings
 from ..doctor.manifest import ManifestError
 from ..postgres import add_database_options
@@ -439,8 +440,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         except ImportError:
             parser.error("rehearse: --database needs psycopg: pip install 'zerodown[rehearse]'")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="zerodown-rehearsal-"))
-    # With the JSON on standard output, the words go to standard error.
-    out = sys.stderr if args.json == "-" else sys.stdout
+    out = words_stream(args.json)
     runs = [plan, replace(plan, disabled=True)] if args.compare else [plan]
     reports = []
     for run in runs:
@@ -459,9 +459,5 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if len(reports) > 1:
         print(render_side_by_side(reports), end="\n\n", file=out)
     if args.json is not None:
-        document = json.dumps(report_document(reports), indent=2) + "\n"
-        if args.json == "-":
-            sys.stdout.write(document)
-        else:
-            Path(args.json).write_text(document)
+        write_json(report_document(reports), args.json)
     return 0 if reports[0].passed else 1
