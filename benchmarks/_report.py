@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,3 +43,31 @@ def report(name: str, body: str, *, write: bool, met: bool) -> int:
     if write:
         write_section(name, body)
     return 0 if met else 1
+
+
+def table_report(
+    name: str,
+    heading: str,
+    method: Sequence[str],
+    columns: Sequence[str],
+    rows: Sequence[str],
+    *,
+    write: bool,
+    met: bool,
+) -> int:
+    """A benchmark's section of one table: the heading, the method (lines of prose), the
+    table, whether the target was met; printed, and written into the docs if asked."""
+    body = "\n".join(
+        [
+            f"## {heading}",
+            "",
+            *method,
+            "",
+            "| " + " | ".join(columns) + " |",
+            "|" + "---|" * len(columns),
+            *rows,
+            "",
+            f"Target {'met' if met else 'MISSED'}.",
+        ]
+    )
+    return report(name, body, write=write, met=met)

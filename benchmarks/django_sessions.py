@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks._rehearse import rehearse
-from benchmarks._report import report
+from benchmarks._report import table_report
 from benchmarks.sessions import start_redis
 from zerodown._cli.procs import stop_all
 
@@ -83,25 +83,22 @@ def main() -> int:
                 print(row, flush=True)
         finally:
             stop_all([redis])
-    body = "\n".join(
+    return table_report(
+        "django-sessions",
+        "Switching Django's session engine (`benchmarks/django_sessions.py`)",
         [
-            "## Switching Django's session engine (`benchmarks/django_sessions.py`)",
-            "",
             "The Django example on a throwaway PostgreSQL 15 and a redis-server: a rolling",
             "rehearsal (two instances, uvicorn, 80 requests/s for 15 s, 10 users keeping a",
             "session) from each release's `DJANGO_SESSIONS` to the next's",
             "([the path](django.md#switching-engines-in-a-rolling-deploy)). Target: both steps",
             "of the path lose no session and fail no request in every run; going from `db` to",
             "`zerodown` in one release logs users out in every run.",
-            "",
-            "| step | runs | requests | failed | users logged out |",
-            "|---|---|---|---|---|",
-            *rows,
-            "",
-            f"Target {'met' if met else 'MISSED'}.",
-        ]
+        ],
+        ["step", "runs", "requests", "failed", "users logged out"],
+        rows,
+        write=options.write,
+        met=met,
     )
-    return report("django-sessions", body, write=options.write, met=met)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._rehearse import rehearse
-from benchmarks._report import report
+from benchmarks._report import table_report
 
 COMMON = ["--network", "kubernetes", "--propagation", "2", "--rate", "100", "--duration", "20"]
 #: The rehearsal's own gunicorn config, with zerodown's hooks.
@@ -69,10 +69,10 @@ def main() -> int:
             f"{short['failed']} | - | {phases(short)} |"
         )
         print(rows[-1], flush=True)
-    body = "\n".join(
+    return table_report(
+        "kube-rehearsals",
+        "Behind a Kubernetes Service (`benchmarks/kube_rehearsals.py`)",
         [
-            "## Behind a Kubernetes Service (`benchmarks/kube_rehearsals.py`)",
-            "",
             "`zerodown rehearse --network kubernetes --propagation 2`: kube-proxy's iptables",
             "rules in a network namespace, the kubelet's probes, two replicas rolled one at a",
             "time at 100 requests/s (20 % of them 300 ms slow) for 20 s; then the same",
@@ -80,15 +80,12 @@ def main() -> int:
             "zerodown for every server (gunicorn with the rehearsal's config and zerodown's",
             "hooks), failures without, and failures when the lame-duck delay is shorter than",
             "the propagation.",
-            "",
-            "| server | requests | failed with zerodown | failed without | without: by phase |",
-            "|---|---|---|---|---|",
-            *rows,
-            "",
-            f"Target {'met' if met else 'MISSED'}.",
-        ]
+        ],
+        ["server", "requests", "failed with zerodown", "failed without", "without: by phase"],
+        rows,
+        write=options.write,
+        met=met,
     )
-    return report("kube-rehearsals", body, write=options.write, met=met)
 
 
 if __name__ == "__main__":

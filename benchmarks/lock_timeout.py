@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._rehearse import rehearse
-from benchmarks._report import report
+from benchmarks._report import table_report
 
 REHEARSAL = [
     "benchmarks.report_app:app",
@@ -40,7 +40,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     options = parser.parse_args()
-    rows, outcomes = [], {}
+    rows: list[str] = []
+    outcomes: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="zerodown-lock-timeout-") as scratch:
         for name, extra in VARIANTS.items():
             runs = []
@@ -58,26 +59,29 @@ def main() -> int:
             )
     helper, baseline = outcomes.values()
     met = helper == 0 and baseline > options.runs // 2
-    body = "\n".join(
+    return table_report(
+        "lock-timeout",
+        "Migrations under the app's long transactions (`benchmarks/lock_timeout.py`)",
         [
-            "## Migrations under the app's long transactions (`benchmarks/lock_timeout.py`)",
-            "",
             "An app whose background report keeps a transaction open 2 s out of every 2.5 s,",
             "rehearsed at 100 requests/s while its migration adds a column (`--database",
             "postgres`). The migration under `zerodown.migrations` (lock_timeout 500 ms,",
             "retried with backoff) against the same migration without a lock_timeout, in the",
             "same run. Target: no lock wait above the 1 s budget with the helper; most runs",
             "above it without.",
-            "",
-            "| migration | runs | runs with a lock wait > 1 s | median longest wait | "
-            "worst | failed requests |",
-            "|---|---|---|---|---|---|",
-            *rows,
-            "",
-            f"Target {'met' if met else 'MISSED'}.",
-        ]
+        ],
+        [
+            "migration",
+            "runs",
+            "runs with a lock wait > 1 s",
+            "median longest wait",
+            "worst",
+            "failed requests",
+        ],
+        rows,
+        write=options.write,
+        met=met,
     )
-    return report("lock-timeout", body, write=options.write, met=met)
 
 
 if __name__ == "__main__":

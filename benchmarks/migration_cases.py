@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._rehearse import ZERODOWN, rehearse
-from benchmarks._report import report
+from benchmarks._report import table_report
 from benchmarks.sessions import start_redis
 from zerodown._cli.procs import stop_all
 
@@ -187,23 +187,20 @@ def main() -> int:
                 print(row, flush=True)
         finally:
             stop_all([redis])
-    body = "\n".join(
+    return table_report(
+        "migration-cases",
+        "Migration cases (`benchmarks/migration_cases.py`)",
         [
-            "## Migration cases (`benchmarks/migration_cases.py`)",
-            "",
             "The notes example's cases (`examples/notes/cases/`): `zerodown migrations check",
             "--since 0001` on each, and a rolling rehearsal with the migration run while release",
             "N serves its k6 users (20 iterations/s, 30 s, a throwaway PostgreSQL 15). Target:",
             "the unsafe cases fail both, the safe ones pass both.",
-            "",
-            "| case | `migrations check` | rehearsal |",
-            "|---|---|---|",
-            *rows,
-            "",
-            f"Target {'met' if met else 'MISSED'}.",
-        ]
+        ],
+        ["case", "`migrations check`", "rehearsal"],
+        rows,
+        write=options.write,
+        met=met,
     )
-    return report("migration-cases", body, write=options.write, met=met)
 
 
 if __name__ == "__main__":

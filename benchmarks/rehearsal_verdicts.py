@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._rehearse import rehearse
-from benchmarks._report import report
+from benchmarks._report import table_report
 
 LOAD = ["--rate", "150", "--duration", "20"]
 CLEAN = {
@@ -68,7 +68,7 @@ def main() -> int:
     parser.add_argument("--regressions", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     options = parser.parse_args()
-    rows = []
+    rows: list[str] = []
     met = True
     with tempfile.TemporaryDirectory(prefix="zerodown-verdicts-") as scratch:
         cases = [(name, args, options.runs, True) for name, args in CLEAN.items()]
@@ -85,24 +85,21 @@ def main() -> int:
             met &= passed == runs if clean else passed == 0
             shown = "; ".join(reasons[:2]) or "-"
             rows.append(f"| {name} | {runs} | {passed} | {runs - old} | {failed} | {shown} |")
-    body = "\n".join(
+    return table_report(
+        "rehearsal-verdicts",
+        "Rehearsal verdicts (`benchmarks/rehearsal_verdicts.py`)",
         [
-            "## Rehearsal verdicts (`benchmarks/rehearsal_verdicts.py`)",
-            "",
             "Consecutive rehearsals (`--rate 150 --duration 20`), each judged by the verdict",
             "(per path: p99 over 1.5x **and** 50 ms above its p99 before the deploy, paths",
             "with 200 requests or more in both windows) and, in the same runs, by the gate it",
             "replaced (every request's p99 during the deploy over the steady p99, 1.5x).",
             "Target: every clean run passes; every run of a release 500 ms slower fails.",
-            "",
-            "| rehearsal | runs | passed | old gate passed | failed requests | why runs failed |",
-            "|---|---|---|---|---|---|",
-            *rows,
-            "",
-            f"Target {'met' if met else 'MISSED'}.",
-        ]
+        ],
+        ["rehearsal", "runs", "passed", "old gate passed", "failed requests", "why runs failed"],
+        rows,
+        write=options.write,
+        met=met,
     )
-    return report("rehearsal-verdicts", body, write=options.write, met=met)
 
 
 if __name__ == "__main__":

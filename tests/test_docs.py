@@ -12,6 +12,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -171,6 +172,18 @@ def _check_command(argv: list[str]) -> None:
         from gunicorn.config import Config
 
         Config().parser().parse_args(argv[1:])
+    elif program == "hypercorn":
+        import hypercorn.__main__ as hypercorn_main
+
+        # Its main() parses the command line into a Config, then runs it: parse only.
+        with mock.patch.object(hypercorn_main, "run", return_value=0):
+            assert hypercorn_main.main(argv[1:]) == 0
+    elif program == "granian":
+        from granian.cli import cli as granian_cli
+
+        granian_cli.make_context("granian", argv[1:])
+    elif program == "uwsgi":
+        pass  # no parser in Python: test_uwsgi_command_lines_use_its_options
     elif program == "bash":
         assert (REPO / argv[1]).exists(), f"{argv[1]} is not in the repository"
     elif program == "alembic":
@@ -181,6 +194,28 @@ def _check_command(argv: list[str]) -> None:
         assert all("=" in assignment for assignment in argv[1:]), argv
     elif program not in {"pip", "sudo", "curl", "kubectl", "echo", "python", "python3", "git"}:
         raise AssertionError(f"no check for the command {program!r}: add one here")
+
+
+@pytest.mark.servers
+def test_uwsgi_command_lines_use_its_options() -> None:
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("uwsgi")), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    known = set(re.findall(r"--([a-z0-9-]+)", listed))
+    used = {
+        arg[2:]
+        for snippet in of("console")
+        for argv in _commands(snippet)
+        if argv[:1] == ["uwsgi"]
+        for arg in argv
+        if arg.startswith("--")
+    }
+    assert used, "the docs show uwsgi command lines"
+    assert used - known == set()
 
 
 @pytest.mark.parametrize("snippet", of("console"), ids=str)

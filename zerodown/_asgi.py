@@ -12,7 +12,7 @@ from typing import Any
 from ._health.checks import event_loop_lag
 from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
+from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes
 from ._rehearsal_env import instance_header
 from ._signals import install_signal_relay
 from ._types import ASGIApp, Message, Receive, Scope, Send
@@ -178,7 +178,7 @@ class ASGIMiddleware:
     ) -> None:
         method = scope["method"]
         if probe is Endpoint.PRESTOP:
-            await asyncio.sleep(prestop_wait(method, self.lifecycle))
+            await asyncio.sleep(self._probes.prestop_wait(method))
         client = scope.get("client")
         request = ProbeRequest(
             probe,

@@ -19,6 +19,7 @@ from ._health.registry import Health
 from ._lifecycle import Lifecycle
 from ._phase import Phase
 from ._redact import redact
+from ._servers.siblings import siblings
 
 
 class Endpoint(enum.Enum):
@@ -184,11 +185,35 @@ class Probes:
         self.lifecycle = lifecycle
         self.health = health
         self.access = access or health.probe_access or ProbeAccess()
+        paths = paths or ProbePaths()
         #: path -> (the endpoint, the check it names or None), for the hot path's lookup.
-        self.routes = ProbeRoutes(paths or ProbePaths(), health).table
+        self.routes = ProbeRoutes(paths, health).table
+        #: The other workers of this server, when a preStop call may reach another one.
+        self.siblings = siblings() if paths.prestop is not None else None
 
     def checks_for(self, request: ProbeRequest) -> list[Check] | None:
+        if (
+            self.siblings is not None
+            and not self.lifecycle.is_draining
+            and self.siblings.announced()
+        ):
+            self.lifecycle.start_draining("the preStop endpoint was called in another worker")
         return checks_for(request, self.lifecycle, self.health)
+
+    def prestop_wait(self, method: str) -> float:
+        """Start draining for a ``preStop`` call, here and in the other workers; the seconds
+        it should wait before answering.
+
+        The wait is what is left of ``shutdown_delay`` since draining began, so repeated
+        calls end together and the SIGTERM that follows finds the delay already served. A
+        method other than GET or HEAD changes nothing (it is answered 405).
+        """
+        if method not in _ALLOWED_METHODS:
+            return 0.0
+        self.lifecycle.start_draining("the preStop endpoint was called")
+        if self.siblings is not None:
+            self.siblings.announce()
+        return self.lifecycle.delay_left
 
     def answer(self, request: ProbeRequest, report: Report | None) -> ProbeAnswer:
         return answer_probe(request, self.lifecycle, self.health, self.access, report)
@@ -218,19 +243,6 @@ class ProbeRequest:
 
 
 _ALLOWED_METHODS = frozenset({"GET", "HEAD"})
-
-
-def prestop_wait(method: str, lifecycle: Lifecycle) -> float:
-    """Start draining for a ``preStop`` call; the seconds it should wait before answering.
-
-    The wait is what is left of ``shutdown_delay`` since draining began, so repeated calls
-    end together and the SIGTERM that follows finds the delay already served. A method
-    other than GET or HEAD changes nothing (it is answered 405).
-    """
-    if method not in _ALLOWED_METHODS:
-        return 0.0
-    lifecycle.start_draining("the preStop endpoint was called")
-    return lifecycle.delay_left
 
 
 def checks_for(request: ProbeRequest, lifecycle: Lifecycle, health: Health) -> list[Check] | None:

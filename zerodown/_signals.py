@@ -3,8 +3,15 @@
 uvicorn installs ``Server.handle_exit`` with ``signal.signal`` inside ``serve()``, before
 the lifespan startup runs (uvicorn/server.py, ``capture_signals``). A handler installed
 during lifespan startup therefore sees uvicorn's as the previous one and can call it later.
-Servers that dispatch signals through asyncio (gunicorn ``-k asgi``, hypercorn) cannot be
-held back this way: their loop reacts to the wake-up fd whatever ``signal.signal`` says.
+
+Servers that dispatch signals through their event loop (``loop.add_signal_handler``)
+cannot be chained that way: the loop reacts to the wake-up fd whatever ``signal.signal``
+says, and it does not tell which callback it holds. Two of them stop as gracefully on
+SIGINT as on SIGTERM, with one callback for both: hypercorn serving in its own process
+(``--workers 0``, hypercorn/asyncio/run.py ``worker_serve``) and granian's ASGI workers
+(granian/_signals.py ``set_loop_signals``). For those, zerodown takes SIGTERM over on the
+loop and, after the delay, hands over by raising SIGINT. Others (gunicorn ``-k asgi``,
+where SIGINT is the quick stop) keep their handlers, with a warning.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -24,8 +33,14 @@ SignalHandler = Any  # what signal.getsignal returns: a callable, an int, or Non
 _RELAYED = (signal.SIGTERM, signal.SIGINT)
 _FALLBACK_ADVICE = (
     "under gunicorn add zerodown's hooks (from zerodown.gunicorn import * in gunicorn.conf.py); "
-    "elsewhere delay the shutdown with a Kubernetes preStop sleep or zerodown's preStop endpoint"
+    "under hypercorn serve with --workers 0 (one process per pod); elsewhere delay the "
+    "shutdown with a Kubernetes preStop sleep or zerodown's preStop endpoint"
 )
+#: Modules that install an event loop's handler stopping as gracefully on SIGINT as on
+#: SIGTERM; only a process that such a server serves in has imported them.
+_LOOP_SERVERS = {"hypercorn.asyncio.run": "hypercorn", "granian._signals": "granian"}
+#: How the server's stop is started once the delay is over: its handler, given the signal.
+HandOver = Callable[[int], None]
 
 
 class ServerSignalRelay:
@@ -41,18 +56,24 @@ class ServerSignalRelay:
         self,
         lifecycle: Lifecycle,
         loop: asyncio.AbstractEventLoop,
-        server_handlers: dict[int, SignalHandler],
+        hand_overs: dict[int, HandOver],
     ) -> None:
         self._lifecycle = lifecycle
         self._loop = loop
-        self._server_handlers = server_handlers
+        self._hand_overs = hand_overs
         self._timer: asyncio.TimerHandle | None = None
         self._handed_over = False
         self._signalled = False
 
     def install(self) -> None:
-        for signum in self._server_handlers:
+        """In front of handlers installed with ``signal.signal``."""
+        for signum in self._hand_overs:
             signal.signal(signum, self._on_signal)
+
+    def install_on_loop(self) -> None:
+        """In place of the event loop's own callbacks for these signals."""
+        for signum in self._hand_overs:
+            self._loop.add_signal_handler(signum, self._handle, signum)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Python runs this between two bytecodes of the main thread; doing the work from the
@@ -83,8 +104,7 @@ class ServerSignalRelay:
         if not self._handed_over:
             self._handed_over = True
             self._lifecycle.server.listener_closed()
-        handler = self._server_handlers[signum]
-        handler(signum, None)
+        self._hand_overs[signum](signum)
 
 
 def install_signal_relay(lifecycle: Lifecycle) -> ServerSignalRelay | None:
@@ -102,24 +122,51 @@ def install_signal_relay(lifecycle: Lifecycle) -> ServerSignalRelay | None:
         return None
     handlers: dict[int, SignalHandler] = {int(sig): signal.getsignal(sig) for sig in _RELAYED}
     term_handler = handlers[signal.SIGTERM]
+    loop = asyncio.get_running_loop()
     if _dispatched_by_event_loop(term_handler):
+        server = _loop_server()
+        if server is None or not _dispatched_by_event_loop(handlers[signal.SIGINT]):
+            logger.warning(
+                "zerodown: this server handles SIGTERM through asyncio (gunicorn -k asgi), "
+                "which zerodown cannot delay from inside the app; %s",
+                _FALLBACK_ADVICE,
+            )
+            return None
+        relay = ServerSignalRelay(lifecycle, loop, {signal.SIGTERM: _raise_sigint})
+        relay.install_on_loop()
+        logger.debug("zerodown: holding %s's SIGTERM back on its event loop", server)
+        _warn_budget(lifecycle, None)
+        return relay
+    if not callable(term_handler):
         logger.warning(
-            "zerodown: this server handles SIGTERM through asyncio (gunicorn -k asgi, "
-            "hypercorn), which zerodown cannot delay from inside the app; %s",
+            "zerodown: the server installed no SIGTERM handler in this process, so there is "
+            "no graceful stop to delay (hypercorn --workers N: its master stops the workers); "
+            "%s",
             _FALLBACK_ADVICE,
         )
         return None
-    if not callable(term_handler):
-        logger.warning(
-            "zerodown: the server installed no SIGTERM handler, so there is no graceful stop to "
-            "delay; run the app under uvicorn or gunicorn, or use a Kubernetes preStop sleep"
-        )
-        return None
-    relayed = {signum: handler for signum, handler in handlers.items() if callable(handler)}
-    relay = ServerSignalRelay(lifecycle, asyncio.get_running_loop(), relayed)
+    relay = ServerSignalRelay(
+        lifecycle,
+        loop,
+        {signum: _calling(handler) for signum, handler in handlers.items() if callable(handler)},
+    )
     relay.install()
     _bound_uvicorn_drain(term_handler, lifecycle)
     return relay
+
+
+def _calling(handler: Callable[[int, FrameType | None], Any]) -> HandOver:
+    return lambda signum: handler(signum, None)
+
+
+def _raise_sigint(signum: int) -> None:
+    # The server's loop callback for SIGINT is its graceful stop (see the module's doc).
+    signal.raise_signal(signal.SIGINT)
+
+
+def _loop_server() -> str | None:
+    """The server whose loop callback stops as gracefully on SIGINT, if one serves here."""
+    return next((name for module, name in _LOOP_SERVERS.items() if module in sys.modules), None)
 
 
 def _dispatched_by_event_loop(handler: SignalHandler) -> bool:

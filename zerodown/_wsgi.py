@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._health.checks import stuck_threads
 from ._health.registry import Health, get_health
 from ._lifecycle import Lifecycle, get_lifecycle
-from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes, prestop_wait
+from ._probes import Endpoint, ProbeAccess, ProbePaths, ProbeRequest, Probes
 from ._rehearsal_env import instance_header
 from ._warmup import Warmup
 
@@ -65,7 +65,7 @@ class WSGIMiddleware:
             method = environ.get("REQUEST_METHOD", "GET")
             if probe is Endpoint.PRESTOP:
                 # Blocks this worker thread: a preStop call is one request per shutdown.
-                time.sleep(prestop_wait(method, lifecycle))
+                time.sleep(self._probes.prestop_wait(method))
             authorization = environ.get("HTTP_AUTHORIZATION")
             request = ProbeRequest(
                 probe,

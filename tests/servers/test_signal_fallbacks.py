@@ -67,3 +67,46 @@ def test_signals_owned_by_an_event_loop_are_not_chained(
         loop.remove_signal_handler(signal.SIGTERM)
         loop.close()
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("server_module", ["hypercorn.asyncio.run", "granian._signals"])
+def test_a_loop_whose_sigint_stops_as_sigterm_does_is_held_back_then_given_sigint(
+    server_module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, server_module, types.ModuleType(server_module))
+    lifecycle = Lifecycle(settings=Settings.load(environ={"ZERODOWN_SHUTDOWN_DELAY": "0.3"}))
+    loop = asyncio.new_event_loop()
+    stopped: list[tuple[str, float]] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    async def serve() -> float:
+        stop = asyncio.Event()
+
+        def graceful_stop(name: str) -> None:
+            stopped.append((name, loop.time()))
+            stop.set()
+
+        # As hypercorn and granian do: one graceful stop for both signals, on the loop.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, graceful_stop, sig.name)
+        assert install_signal_relay(lifecycle) is not None
+        signalled = loop.time()
+        signal.raise_signal(signal.SIGTERM)
+        await asyncio.wait_for(stop.wait(), timeout=5)
+        return signalled
+
+    try:
+        signalled = loop.run_until_complete(serve())
+        assert lifecycle.is_draining
+        ((name, at),) = stopped
+        assert name == "SIGINT"
+        assert at - signalled >= 0.3  # the server's stop began once the delay was over
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)
+        loop.close()

@@ -44,6 +44,23 @@ _json_decode = msgspec.json.Decoder().decode
 # -- ids and cookies ---------------------------------------------------------------------
 
 
+def signing_keys(keys: Sequence[str | bytes], example: str) -> list[bytes]:
+    """``keys`` as bytes, checked: a non-empty list of secrets of 16 bytes or more;
+    ``example`` shows where the user gives them."""
+    if isinstance(keys, str | bytes) or not keys:
+        raise ConfigurationError(
+            f"session secrets must be a non-empty list, e.g. {example} (the first signs, all "
+            "verify)"
+        )
+    checked = [key.encode() if isinstance(key, str) else bytes(key) for key in keys]
+    if any(len(key) < 16 for key in checked):
+        raise ConfigurationError(
+            "each session secret must be at least 16 bytes; generate one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return checked
+
+
 class Signer:
     """Signs session ids with HMAC-SHA256: the first secret signs, every secret verifies.
 
@@ -53,17 +70,7 @@ class Signer:
     """
 
     def __init__(self, keys: Sequence[str | bytes]) -> None:
-        if isinstance(keys, str | bytes) or not keys:
-            raise ConfigurationError(
-                "session secrets must be a non-empty list, e.g. ZERODOWN_SESSION_SECRETS="
-                "new-secret,old-secret (the first signs, all verify)"
-            )
-        self._keys = [key.encode() if isinstance(key, str) else bytes(key) for key in keys]
-        if any(len(key) < 16 for key in self._keys):
-            raise ConfigurationError(
-                "each session secret must be at least 16 bytes; generate one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
+        self._keys = signing_keys(keys, "ZERODOWN_SESSION_SECRETS=new-secret,old-secret")
 
     def sign(self, session_id: str) -> str:
         return f"{session_id}.{self._signature(self._keys[0], session_id)}"

@@ -15,7 +15,7 @@ import secrets
 import string
 from collections.abc import Sequence
 
-from .._errors import ConfigurationError
+from .._sessions.session import signing_keys
 
 ALPHABET = string.ascii_lowercase + string.digits
 ID_LENGTH = 24
@@ -29,17 +29,9 @@ class KeySigner:
     """Makes and verifies keys: the first secret signs, every secret verifies."""
 
     def __init__(self, keys: Sequence[str | bytes]) -> None:
-        if isinstance(keys, str | bytes) or not keys:
-            raise ConfigurationError(
-                'the session secrets must be a non-empty list, e.g. ZERODOWN = {"sessions": '
-                '{"secrets": ["new-secret", "old-secret"]}} (the first signs, all verify)'
-            )
-        self._keys = [key.encode() if isinstance(key, str) else bytes(key) for key in keys]
-        if any(len(key) < 16 for key in self._keys):
-            raise ConfigurationError(
-                "each session secret must be at least 16 bytes; generate one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
+        self._keys = signing_keys(
+            keys, 'ZERODOWN = {"sessions": {"secrets": ["new-secret", "old-secret"]}}'
+        )
 
     def new_key(self) -> str:
         session_id = "".join(secrets.choice(ALPHABET) for _ in range(ID_LENGTH))

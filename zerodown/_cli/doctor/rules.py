@@ -306,10 +306,12 @@ def _command(
         "warning",
         "server-unknown",
         line,
-        f"{program} is not a server zerodown hooks (uvicorn, gunicorn)",
-        "zerodown's lame-duck window needs its preStop endpoint there, and the drain's "
-        "bound is not known to this check",
-        "see docs/gunicorn.md, the preStop endpoint, for hypercorn and granian",
+        f"{program} is not a server this check reads (uvicorn, gunicorn)",
+        "whether zerodown holds its SIGTERM back, and the drain's bound, are not known to "
+        "this check",
+        "see docs/servers.md: hypercorn --workers 0 and granian's ASGI interface are held "
+        "in the app; uWSGI, hypercorn with workers and granian's WSGI need the preStop "
+        "endpoint",
     )
     return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -21,10 +22,11 @@ from ..._json_output import words_stream, write_json
 from ..._settings import Settings
 from ..doctor.manifest import ManifestError
 from ..postgres import add_database_options
-from .fleet import NotReady, ServerSpec
+from .fleet import PRESTOP_PATH, SERVERS, NotReady, ServerSpec
 from .kube import (
     FromManifest,
     NamespaceUnavailable,
+    PreStop,
     from_manifest,
     in_own_namespace,
     run_in_own_namespace,
@@ -96,15 +98,42 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="where the new release's code is (another checkout or worktree), if not here",
     )
     server = rehearse.add_argument_group("how an instance runs")
-    server.add_argument("--server", choices=("uvicorn", "gunicorn"), default="uvicorn")
+    server.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="uvicorn",
+        help="what serves each instance (default: uvicorn); where zerodown cannot hold the "
+        "server's SIGTERM back (uwsgi, hypercorn --workers N, granian --interface wsgi), the "
+        f"rehearsal calls the preStop endpoint ({PRESTOP_PATH}) first, as the kubelet would",
+    )
+    server.add_argument(
+        "--server-args",
+        default="",
+        metavar="ARGS",
+        help="more options for the server's command line, after zerodown's, e.g. "
+        "--server-args='--max-requests 100' (not with --command)",
+    )
+    server.add_argument(
+        "--interface",
+        choices=("asgi", "wsgi"),
+        default="asgi",
+        help="granian's application interface (default: asgi)",
+    )
     server.add_argument(
         "-k",
         "--worker-class",
         help="gunicorn worker class: sync, gthread (default), asgi, uvicorn (zerodown's) or a "
         "dotted path; overrides --gunicorn-config's",
     )
-    server.add_argument("--workers", type=int, help="gunicorn workers (default: 2)")
-    server.add_argument("--threads", type=int, help="threads per gthread worker (default: 8)")
+    server.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default: gunicorn and uwsgi 2, granian 1, hypercorn 0: it "
+        "serves in its own process)",
+    )
+    server.add_argument(
+        "--threads", type=int, help="threads per gthread worker or uwsgi process (default: 8)"
+    )
     server.add_argument(
         "--gunicorn-config",
         metavar="PATH",
@@ -386,19 +415,26 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             same.update(_from_manifest(manifest, args.argv))
             if manifest.grace is not None and args.grace is None:
                 grace = manifest.grace
+        spec = ServerSpec(
+            kind="command" if args.command_template else args.server,
+            worker_class=args.worker_class,
+            workers=args.workers,
+            threads=args.threads,
+            gunicorn_config=args.gunicorn_config,
+            command=args.command_template or "",
+            factory=args.factory,
+            interface=args.interface,
+            server_args=tuple(shlex.split(args.server_args)),
+        )
+        if manifest is None and not spec.holds_sigterm:
+            # The tested fallback: the lame-duck window served before SIGTERM.
+            path = env.setdefault("ZERODOWN_PRESTOP_PATH", PRESTOP_PATH)
+            same["pre_stop"] = PreStop(http_path=path)
         plan = RehearsalPlan(
             **{
                 **same,
                 "app": args.app or args.command_template,
-                "server": ServerSpec(
-                    kind="command" if args.command_template else args.server,
-                    worker_class=args.worker_class,
-                    workers=args.workers,
-                    threads=args.threads,
-                    gunicorn_config=args.gunicorn_config,
-                    command=args.command_template or "",
-                    factory=args.factory,
-                ),
+                "server": spec,
                 "retries": 1 if args.retry else 0,
                 # k6 runs from the script's directory, so that its own imports resolve.
                 "k6_script": args.k6_script and args.k6_script.resolve(),

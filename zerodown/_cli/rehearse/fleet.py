@@ -27,13 +27,24 @@ from ..procs import (
     wait_for_http,
 )
 
-ServerKind = Literal["uvicorn", "gunicorn", "command"]
+ServerKind = Literal["uvicorn", "gunicorn", "hypercorn", "granian", "uwsgi", "command"]
+SERVERS: tuple[ServerKind, ...] = ("uvicorn", "gunicorn", "hypercorn", "granian", "uwsgi")
+Interface = Literal["asgi", "wsgi"]
 #: Short names for ``--worker-class``.
 WORKER_CLASSES = {"uvicorn": "zerodown.gunicorn.UvicornWorker"}
-GUNICORN_HINT = "gunicorn was not found; install it with `pip install 'zerodown[gunicorn]'`"
+#: What to install when a server's command is missing.
+INSTALL_HINTS = {
+    "gunicorn": "pip install 'zerodown[gunicorn]'",
+    "hypercorn": "pip install hypercorn",
+    "granian": "pip install granian",
+    "uwsgi": "pip install pyuwsgi",
+}
 #: Above HAProxy's purge delay for idle server connections (5 s), so HAProxy drops an idle
 #: connection before the server does; below ``graceful_timeout``, which ``-k asgi`` needs.
-GUNICORN_KEEPALIVE = 10
+SERVER_KEEPALIVE = 10
+#: Where the rehearsal calls zerodown's preStop endpoint on servers that do not let it
+#: hold SIGTERM back, as a Kubernetes ``preStop: httpGet`` would.
+PRESTOP_PATH = "/_zerodown/prestop"
 
 
 #: gunicorn's settings when neither the command line nor a config of the user's gives them.
@@ -47,13 +58,15 @@ class ServerSpec:
     """How to run one instance of the app on a given port.
 
     ``worker_class``, ``workers`` and ``threads`` are None when not given: with a gunicorn
-    config of the user's, its values stand; without one, the defaults here.
+    config of the user's, its values stand; without one, the defaults here. hypercorn's
+    ``workers`` default to 0 (it serves in its own process, where zerodown holds SIGTERM
+    back); granian's to 1; uWSGI's to 2 processes of 8 threads.
     """
 
     kind: ServerKind = "uvicorn"
     worker_class: str | None = None
     workers: int | None = None
-    #: Threads per gthread worker.
+    #: Threads per gthread worker, or per uWSGI process.
     threads: int | None = None
     #: A gunicorn config of the user's (it imports zerodown's hooks); zerodown's own if None.
     gunicorn_config: str | None = None
@@ -61,20 +74,51 @@ class ServerSpec:
     command: str = ""
     #: The app is a factory to call (``module:create_app``).
     factory: bool = False
+    #: granian's application interface.
+    interface: Interface = "asgi"
+    #: More options for the server's command line (``--max-requests 100``), after zerodown's.
+    server_args: tuple[str, ...] = ()
 
-    def argv(self, app: str, port: int, drain_timeout: float) -> list[str]:
+    def argv(self, app: str, port: int, drain_timeout: float, control: Path) -> list[str]:
+        """The command of one instance; ``control`` is a path of its own it may use (uWSGI's
+        master FIFO)."""
         if self.kind == "command":
             return [part.format(port=port, app=app) for part in shlex.split(self.command)]
+        return [*self._server_argv(app, port, drain_timeout, control), *self.server_args]
+
+    def _server_argv(self, app: str, port: int, drain_timeout: float, control: Path) -> list[str]:
+        drain = str(max(1, int(drain_timeout)))
         if self.kind == "uvicorn":
             argv = [sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(port)]
             # Keep-alive above the proxy's idle lifetime for its server connections.
-            drain = str(max(1, int(drain_timeout)))
             argv += ["--timeout-keep-alive", "75", "--timeout-graceful-shutdown", drain]
             return [*argv, "--factory"] if self.factory else argv
+        if self.kind == "hypercorn":
+            called = app + "()" if self.factory and not app.endswith(")") else app
+            argv = [self._tool(), called, "--bind", f"{LOOPBACK}:{port}"]
+            argv += ["--workers", str(self.workers or 0), "--keep-alive", str(SERVER_KEEPALIVE)]
+            argv += ["--graceful-timeout", drain]
+            return [*argv, "-k", self.worker_class] if self.worker_class else argv
+        if self.kind == "granian":
+            argv = [self._tool(), "--interface", self.interface, "--host", LOOPBACK]
+            argv += ["--port", str(port), "--workers", str(self.workers or 1)]
+            return [*argv, *(["--factory"] if self.factory else []), app]
+        if self.kind == "uwsgi":
+            # --die-on-term: uWSGI 2.0 reloads on SIGTERM otherwise. --lazy-apps: each worker
+            # loads the app, which a chain reload needs.
+            argv = [self._tool(), "--http-socket", f"{LOOPBACK}:{port}", "--module", app]
+            argv += ["--master", "--die-on-term", "--need-app", "--lazy-apps"]
+            argv += ["--processes", str(self.workers or DEFAULT_WORKERS)]
+            argv += ["--threads", str(self.threads or DEFAULT_THREADS)]
+            argv += ["--master-fifo", str(control), "--worker-reload-mercy", drain]
+            return argv
+        return self._gunicorn_argv(app, port, drain)
+
+    def _gunicorn_argv(self, app: str, port: int, drain: str) -> list[str]:
         if self.factory and not app.endswith(")"):
             app += "()"  # gunicorn calls an app given as `module:create_app()`
         # The console script, not `python -m gunicorn`: a USR2 upgrade re-executes argv[0].
-        argv = [find_tool("gunicorn", GUNICORN_HINT), app, "--bind", f"{LOOPBACK}:{port}"]
+        argv = [self._tool(), app, "--bind", f"{LOOPBACK}:{port}"]
         argv += [
             "--no-control-socket",
             "-c",
@@ -86,8 +130,8 @@ class ServerSpec:
             worker_class = worker_class or DEFAULT_WORKER_CLASS
             workers = workers or DEFAULT_WORKERS
             threads = threads or DEFAULT_THREADS
-            argv += ["--keep-alive", str(GUNICORN_KEEPALIVE)]
-            argv += ["--graceful-timeout", str(max(1, int(drain_timeout)))]
+            argv += ["--keep-alive", str(SERVER_KEEPALIVE)]
+            argv += ["--graceful-timeout", drain]
         if worker_class is not None:
             argv += ["-k", WORKER_CLASSES.get(worker_class, worker_class)]
         if workers is not None:
@@ -96,9 +140,36 @@ class ServerSpec:
             argv += ["--threads", str(threads)]
         return argv
 
+    def _tool(self) -> str:
+        hint = INSTALL_HINTS[self.kind]
+        return find_tool(self.kind, f"{self.kind} was not found; install it with `{hint}`")
+
     @property
-    def reloads_on_hup(self) -> bool:
-        return self.kind != "uvicorn"
+    def reloads(self) -> bool:
+        """Whether the server reloads its workers in place (``--strategy hup``)."""
+        if self.kind == "hypercorn":
+            return bool(self.workers)  # its master reloads; without one there is nothing to
+        return self.kind in ("gunicorn", "granian", "uwsgi")
+
+    @property
+    def holds_sigterm(self) -> bool:
+        """Whether zerodown, inside the app, can hold this server's SIGTERM back for the
+        lame-duck window; where not, the rehearsal calls the preStop endpoint first. An
+        unknown command is taken at its word."""
+        if self.kind == "hypercorn":
+            return not self.workers  # with workers, its master stops them at once
+        if self.kind == "granian":
+            return self.interface == "asgi"  # the ASGI workers' loop owns the signals
+        return self.kind != "uwsgi"
+
+    def reload(self, process: ManagedProcess, control: Path) -> str:
+        """Start the server's own reload; what was done, for the timeline."""
+        if self.kind == "uwsgi":
+            # The chain reload: one worker at a time, the next once the new one is up.
+            control.write_text("c")
+            return f"chain reload (c to {control.name})"
+        process.send_signal(signal.SIGHUP)
+        return "SIGHUP"
 
     def describe(self, worker_class: str | None = None) -> str:
         """What runs an instance; ``worker_class`` is the one gunicorn said it runs."""
@@ -106,6 +177,13 @@ class ServerSpec:
             return f"`{self.command}`"
         if self.kind == "uvicorn":
             return "uvicorn --factory" if self.factory else "uvicorn"
+        if self.kind == "hypercorn":
+            return f"hypercorn --workers {self.workers or 0}"
+        if self.kind == "granian":
+            return f"granian --interface {self.interface} --workers {self.workers or 1}"
+        if self.kind == "uwsgi":
+            processes = self.workers or DEFAULT_WORKERS
+            return f"uWSGI ({processes} processes x {self.threads or DEFAULT_THREADS} threads)"
         ran = worker_class or self.worker_class or DEFAULT_WORKER_CLASS
         config = f", {self.gunicorn_config}" if self.gunicorn_config else ""
         workers = self.workers or (None if self.gunicorn_config else DEFAULT_WORKERS)
@@ -162,12 +240,24 @@ class Instance:
         threading.Thread(target=hook_then_signal, name=f"prestop-{self.name}", daemon=True).start()
 
     def workers(self) -> set[int]:
-        """The PIDs of its child processes (gunicorn's workers); Linux only."""
+        """The PIDs of its worker processes (its children but multiprocessing's resource
+        tracker, which hypercorn's master keeps across reloads); Linux only."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         try:
-            return {int(pid) for pid in children.read_text().split()}
+            pids = {int(pid) for pid in children.read_text().split()}
         except (OSError, ValueError):
             return set()
+        return {pid for pid in pids if _RESOURCE_TRACKER not in _command_line(pid)}
+
+
+_RESOURCE_TRACKER = b"multiprocessing.resource_tracker"
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it exited meanwhile
+        return b""
 
 
 class NotReady(RuntimeError):
@@ -214,7 +304,7 @@ class Fleet:
         name = f"{release}-{number}"
         process = start_process(
             name,
-            self.spec.argv(app, port, self._drain_timeout),
+            self.spec.argv(app, port, self._drain_timeout, self.control(name)),
             log_path=self.workdir / f"{name}.log",
             # PGAPPNAME: libpq-based drivers name the instance's sessions in PostgreSQL.
             env=child_environment(
@@ -232,6 +322,14 @@ class Fleet:
         instance = Instance(name, release, port, process)
         self.instances.append(instance)
         return instance
+
+    def control(self, name: str) -> Path:
+        """The path an instance's server may use to be controlled (uWSGI's master FIFO)."""
+        return self.workdir / f"{name}.control"
+
+    def reload(self, instance: Instance) -> str:
+        """Start ``instance``'s own reload of its workers; what was done."""
+        return self.spec.reload(instance.process, self.control(instance.name))
 
     def wait_until_ready(self, instance: Instance) -> None:
         def ready(status: int | None) -> bool:

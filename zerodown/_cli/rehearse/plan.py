@@ -101,8 +101,13 @@ class RehearsalPlan:
     def problems(self) -> list[str]:
         """What makes this plan impossible to run, each with what to change."""
         problems = []
-        if self.strategy == "hup" and not self.server.reloads_on_hup:
-            problems.append("--strategy hup reloads gunicorn: add --server gunicorn")
+        if self.strategy == "hup" and not self.server.reloads:
+            problems.append(
+                "--strategy hup is the server's own reload of its workers: gunicorn, "
+                "granian, uwsgi, or hypercorn with --workers 1 or more"
+            )
+        if self.server.factory and self.server.kind == "uwsgi":
+            problems.append("--factory is not for --server uwsgi: name the app object itself")
         if self.strategy == "hup" and self.new_app not in (None, self.app):
             problems.append("--strategy hup reloads the code on disk; drop --new-app")
         if self.instances < 1:
@@ -173,6 +178,8 @@ class RehearsalPlan:
             problems.append(
                 "--contract runs once release N is gone, which --strategy hup never says"
             )
+        if self.server.kind == "command" and self.server.server_args:
+            problems.append("--server-args is for --server: put them in --command")
         if self.server.kind == "command" and "{port}" not in self.server.command:
             problems.append("--command must contain {port}, where the instance listens")
         return problems

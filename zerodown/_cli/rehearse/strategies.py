@@ -77,7 +77,7 @@ class Deployment:
     def remove(self, instances: Sequence[Instance]) -> None:
         """SIGTERM each, wait for the exits within the grace period, take them out."""
         for instance in instances:
-            if instance.signalled_at is None:
+            if instance.deleted_at is None:
                 self.terminate(instance)
         for instance in instances:
             if self.fleet.wait_for_exit(instance, self.plan.grace):
@@ -195,7 +195,9 @@ def deploy_canary(deployment: Deployment, current: list[Instance]) -> None:
 
 
 def deploy_hup(deployment: Deployment, current: list[Instance]) -> None:
-    """SIGHUP each gunicorn master in turn; wait until its workers are all new and ready."""
+    """Reload each instance's workers in turn, as its server does it (SIGHUP to gunicorn's,
+    hypercorn's or granian's master, uWSGI's chain reload); wait until its workers are all
+    new and it is ready."""
     for number, instance in enumerate(current):
         deployment.progress.phase = f"reloading {number + 1}/{len(current)}"
         _reload(deployment, instance)
@@ -204,10 +206,10 @@ def deploy_hup(deployment: Deployment, current: list[Instance]) -> None:
 
 
 def _reload(deployment: Deployment, instance: Instance) -> None:
-    """SIGHUP one gunicorn master; return once none of its workers is from before."""
+    """Reload one instance's workers; return once none of them is from before."""
     old_workers = instance.workers()
-    deployment.progress.event(f"SIGHUP to {instance.name} (pid {instance.process.pid})")
-    instance.process.send_signal(signal.SIGHUP)
+    done = deployment.fleet.reload(instance)
+    deployment.progress.event(f"{done} to {instance.name} (pid {instance.process.pid})")
     timeout = deployment.plan.ready_timeout
 
     def stuck() -> NotReady:
