@@ -164,7 +164,10 @@ def test_an_app_without_zerodown_is_refused_with_what_to_do(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["examples.starlette_app:app", "--strategy", "hup"], "add --server gunicorn"),
+        (
+            ["examples.starlette_app:app", "--strategy", "hup"],
+            "the server's own reload of its workers",
+        ),
         (["--rate", "10"], "give the app as MODULE:ATTR, or --command"),
         (["a:b", "--canary-steps", "10,50"], "ending in 100"),
         (["a:b", "--canary-steps", "ten"], "expected percentages"),
